@@ -1,0 +1,503 @@
+//! `Chan<T>`: the state shared by every handle of one channel — one ring per
+//! priority lane, the waiter lists, the handle counts — and the operations
+//! the handles call: try, blocking (with an optional deadline) and poll.
+//!
+//! # Waiting
+//!
+//! Every blocking or async operation is an *attempt* run in a loop (see
+//! [`Chan::block`] and [`Chan::poll`]): try; on "would block" spin, then
+//! yield, then register on the waiter list and try once more before parking
+//! (the handshake of [`crate::wait`]). Receivers wait on one list for the whole
+//! channel; senders wait on the list of the lane they send to, so a pop from
+//! one lane wakes only senders of that lane.
+//!
+//! # Close
+//!
+//! [`Chan::close`] marks every ring's `tail` (no push succeeds after that),
+//! then sets `closed`, then wakes every waiter. A receiver that finds every
+//! lane empty reads `closed`, and if it is set scans once more: pushes that
+//! won their CAS before the mark are then visible (or `Busy`), so an empty
+//! second scan means empty for ever.
+
+use core::task::{Context, Poll};
+use std::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
+use crate::loom::{handshake_load, thread, AtomicUsize, Ordering};
+use crate::pad::CachePadded;
+use crate::priority::LANES;
+use crate::ring::{Pop, PushError, Ring};
+use crate::wait::{Unpark, WaitId, WaitList};
+
+/// One step of a blocking or async operation.
+pub(crate) enum Attempt<R> {
+    /// Finished, successfully or not.
+    Done(R),
+    /// Would block: wait for a notification.
+    Wait,
+    /// Another thread is half-way through a step we need (a producer
+    /// writing the front slot): retry soon, without parking.
+    Busy,
+}
+
+/// The blocking operation's deadline passed.
+pub(crate) struct TimedOut;
+
+/// What a receive scan found.
+pub(crate) enum Recv<T> {
+    Item(T),
+    Empty,
+    Busy,
+    Disconnected,
+}
+
+/// The shared state of one channel.
+pub(crate) struct Chan<T> {
+    lanes: [Ring<T>; LANES],
+    /// Receivers waiting for any message.
+    recv_waiters: CachePadded<WaitList>,
+    /// Senders waiting for room in lane `i`.
+    send_waiters: [CachePadded<WaitList>; LANES],
+    /// 0 while open, 1 once closed (a `usize` for [`handshake_load`]).
+    closed: CachePadded<AtomicUsize>,
+    /// Live `Sender`s; the last one to go closes the channel.
+    pub(crate) senders: AtomicUsize,
+    /// Live `Receiver`s; the last one to go closes and empties it.
+    pub(crate) receivers: AtomicUsize,
+}
+
+impl<T> Chan<T> {
+    /// A channel whose lane `i` holds up to `caps[i]` messages, with one
+    /// sender and one receiver.
+    pub(crate) fn new(caps: [usize; LANES]) -> Self {
+        Self {
+            lanes: caps.map(Ring::new),
+            recv_waiters: CachePadded(WaitList::new()),
+            send_waiters: [(); LANES].map(|_| CachePadded(WaitList::new())),
+            closed: CachePadded(AtomicUsize::new(0)),
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+        }
+    }
+
+    // ----- sending -----
+
+    /// One push attempt into `lane`; wakes a receiver on success.
+    #[inline]
+    pub(crate) fn try_send(&self, lane: usize, value: T) -> Result<(), TrySendError<T>> {
+        match self.lanes[lane].push(value) {
+            Ok(()) => {
+                self.recv_waiters.notify(1);
+                Ok(())
+            }
+            Err(PushError::Full(v)) => Err(TrySendError::Full(v)),
+            Err(PushError::Closed(v)) => Err(TrySendError::Disconnected(v)),
+        }
+    }
+
+    /// `try_send` as an [`Attempt`], keeping the value in `slot` while it
+    /// waits. `slot` must hold a value.
+    fn send_attempt(&self, lane: usize, slot: &mut Option<T>) -> Attempt<Result<(), T>> {
+        let value = slot.take().expect("send attempt without a value");
+        match self.try_send(lane, value) {
+            Ok(()) => Attempt::Done(Ok(())),
+            Err(TrySendError::Disconnected(v)) => Attempt::Done(Err(v)),
+            Err(TrySendError::Full(v)) => {
+                *slot = Some(v);
+                Attempt::Wait
+            }
+        }
+    }
+
+    /// Sends into `lane`, waiting for room until `deadline` (or for ever).
+    pub(crate) fn send(
+        &self,
+        lane: usize,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let mut slot = Some(value);
+        match self.block(&self.send_waiters[lane], deadline, || {
+            self.send_attempt(lane, &mut slot)
+        }) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(v)) => Err(SendTimeoutError::Disconnected(v)),
+            Err(TimedOut) => Err(SendTimeoutError::Timeout(
+                slot.take().expect("a timed-out send keeps its value"),
+            )),
+        }
+    }
+
+    /// Polls a send of the value in `slot` into `lane`.
+    pub(crate) fn poll_send(
+        &self,
+        lane: usize,
+        slot: &mut Option<T>,
+        wait: &mut Option<WaitId>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), T>> {
+        self.poll(&self.send_waiters[lane], wait, cx, || {
+            self.send_attempt(lane, slot)
+        })
+    }
+
+    /// Sends every value of `items` into `lane`, in order, waiting for room
+    /// as needed; sent values are drained from the front of `items`. On
+    /// close, the unsent values stay in `items` and `Err(())` is returned.
+    pub(crate) fn send_batch(&self, lane: usize, items: &mut Vec<T>) -> Result<(), ()> {
+        let mut batch = BatchSource::new(items);
+        let ring = &self.lanes[lane];
+        let outcome = self.block(&self.send_waiters[lane], None, || {
+            while batch.remaining() > 0 {
+                // SAFETY: `BatchSource` hands out a pointer to `remaining()`
+                // initialised values that nobody else reads; `advance` below
+                // records the ones the ring moved out.
+                match unsafe { ring.push_many(batch.as_ptr(), batch.remaining()) } {
+                    Ok(0) => return Attempt::Wait,
+                    Ok(k) => {
+                        batch.advance(k);
+                        self.recv_waiters.notify(k);
+                    }
+                    Err(()) => return Attempt::Done(Err(())),
+                }
+            }
+            Attempt::Done(Ok(()))
+        });
+        match outcome {
+            Ok(result) => result,
+            Err(TimedOut) => unreachable!("send_batch has no deadline"),
+        }
+    }
+
+    // ----- receiving -----
+
+    /// Scans the lanes from the highest priority down and pops the first
+    /// message found; wakes a sender of that lane.
+    #[inline]
+    pub(crate) fn try_recv(&self) -> Recv<T> {
+        let found = self.scan();
+        match found {
+            Recv::Empty if handshake_load(&self.closed) != 0 => match self.scan() {
+                // Closed: everything pushed is visible now (module docs).
+                Recv::Empty => Recv::Disconnected,
+                other => other,
+            },
+            other => other,
+        }
+    }
+
+    /// One pass over the lanes, highest first.
+    #[inline]
+    fn scan(&self) -> Recv<T> {
+        let mut busy = false;
+        for (lane, ring) in self.lanes.iter().enumerate() {
+            match ring.try_pop(true) {
+                Pop::Item(value) => {
+                    self.send_waiters[lane].notify(1);
+                    return Recv::Item(value);
+                }
+                // A producer is still writing this lane's front slot; its
+                // send has not returned, so a lower lane may be served.
+                Pop::Busy => busy = true,
+                Pop::Empty => {}
+            }
+        }
+        if busy {
+            Recv::Busy
+        } else {
+            Recv::Empty
+        }
+    }
+
+    fn recv_attempt(&self) -> Attempt<Option<T>> {
+        match self.try_recv() {
+            Recv::Item(v) => Attempt::Done(Some(v)),
+            Recv::Disconnected => Attempt::Done(None),
+            Recv::Empty => Attempt::Wait,
+            Recv::Busy => Attempt::Busy,
+        }
+    }
+
+    /// Receives, waiting until `deadline` (or for ever).
+    pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        match self.block(&self.recv_waiters, deadline, || self.recv_attempt()) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(RecvTimeoutError::Disconnected),
+            Err(TimedOut) => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    /// Polls a receive; `Ready(None)` means empty and closed.
+    pub(crate) fn poll_recv(
+        &self,
+        wait: &mut Option<WaitId>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<T>> {
+        self.poll(&self.recv_waiters, wait, cx, || self.recv_attempt())
+    }
+
+    /// Takes up to `max` messages that are ready now, highest lane first.
+    pub(crate) fn try_recv_batch(
+        &self,
+        out: &mut Vec<T>,
+        max: usize,
+    ) -> Result<usize, TryRecvError> {
+        match self.recv_batch_attempt(out, max) {
+            Attempt::Done(Some(n)) => Ok(n),
+            Attempt::Done(None) => Err(TryRecvError::Disconnected),
+            Attempt::Wait | Attempt::Busy => Err(TryRecvError::Empty),
+        }
+    }
+
+    fn recv_batch_attempt(&self, out: &mut Vec<T>, max: usize) -> Attempt<Option<usize>> {
+        if max == 0 {
+            return Attempt::Done(Some(0));
+        }
+        let mut n = self.drain_ready(out, max);
+        if n == 0 {
+            // Nothing ready at a glance: one exact receive tells empty,
+            // busy and closed apart.
+            match self.try_recv() {
+                Recv::Item(v) => {
+                    out.push(v);
+                    n = 1 + self.drain_ready(out, max - 1);
+                }
+                Recv::Disconnected => return Attempt::Done(None),
+                Recv::Empty => return Attempt::Wait,
+                Recv::Busy => return Attempt::Busy,
+            }
+        }
+        Attempt::Done(Some(n))
+    }
+
+    /// Pops ready messages lane by lane, highest first, up to `max`.
+    fn drain_ready(&self, out: &mut Vec<T>, max: usize) -> usize {
+        let mut n = 0;
+        for (lane, ring) in self.lanes.iter().enumerate() {
+            if n == max {
+                break;
+            }
+            let k = ring.pop_many(out, max - n);
+            if k > 0 {
+                self.send_waiters[lane].notify(k);
+                n += k;
+            }
+        }
+        n
+    }
+
+    /// Waits for at least one message, then takes up to `max` without
+    /// waiting. `Ok(0)` only for `max == 0`; `Err(())` when empty and closed.
+    pub(crate) fn recv_batch(&self, out: &mut Vec<T>, max: usize) -> Result<usize, ()> {
+        match self.block(&self.recv_waiters, None, || {
+            self.recv_batch_attempt(out, max)
+        }) {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Err(()),
+            Err(TimedOut) => unreachable!("recv_batch has no deadline"),
+        }
+    }
+
+    // ----- close and counts -----
+
+    /// Closes every lane and wakes every waiter. Returns true if this call
+    /// closed the channel.
+    pub(crate) fn close(&self) -> bool {
+        let mut first = false;
+        for ring in &self.lanes {
+            first |= ring.close();
+        }
+        // SeqCst RMW: the publish half of the close handshake with parking
+        // receivers (they register, then `handshake_load` this flag).
+        self.closed.fetch_or(1, Ordering::SeqCst);
+        self.recv_waiters.notify_all();
+        for waiters in &self.send_waiters {
+            waiters.notify_all();
+        }
+        first
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst) != 0
+    }
+
+    /// Closes the channel and drops every queued message (the last receiver
+    /// is gone: nobody will take them).
+    pub(crate) fn close_and_discard(&self) {
+        self.close();
+        for ring in &self.lanes {
+            let mut backoff = Backoff::new();
+            loop {
+                match ring.try_pop(true) {
+                    Pop::Item(v) => drop(v),
+                    Pop::Empty => break,
+                    // A push that won its CAS before the mark: wait for it.
+                    Pop::Busy => backoff.snooze(),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lanes.iter().map(Ring::len).sum()
+    }
+
+    pub(crate) fn len_of(&self, lane: usize) -> usize {
+        self.lanes[lane].len()
+    }
+
+    pub(crate) fn capacity_of(&self, lane: usize) -> usize {
+        self.lanes[lane].capacity()
+    }
+
+    // ----- the waiting loops -----
+
+    /// Runs `attempt` until it is `Done`, backing off and then parking on
+    /// `list` in between. Returns `Err(TimedOut)` once `deadline` passes
+    /// (never before `attempt` has run at least once).
+    pub(crate) fn block<R>(
+        &self,
+        list: &WaitList,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> Attempt<R>,
+    ) -> Result<R, TimedOut> {
+        let mut backoff = Backoff::new();
+        let mut registered: Option<WaitId> = None;
+        loop {
+            match attempt() {
+                Attempt::Done(r) => {
+                    if let Some(id) = registered {
+                        // Woken or not, this thread made progress; a wake-up
+                        // it received was for the state it just consumed.
+                        list.cancel(id);
+                    }
+                    return Ok(r);
+                }
+                Attempt::Busy => {
+                    // Never park while registered-and-busy: unregister and
+                    // spin; we retry at once, so no wake-up is lost.
+                    if let Some(id) = registered.take() {
+                        list.cancel(id);
+                    }
+                    backoff.snooze();
+                    continue;
+                }
+                Attempt::Wait => {}
+            }
+            match registered.take() {
+                None => {
+                    if !backoff.is_completed() {
+                        backoff.snooze();
+                        continue;
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(TimedOut);
+                    }
+                    // Register, then loop to try once more before parking:
+                    // the handshake of `wait`.
+                    registered = Some(list.register(Unpark::Thread(thread::current())));
+                }
+                Some(id) => {
+                    crate::loom::park(deadline);
+                    // Whether woken, timed out or spurious: leave the list
+                    // and try again (a woken waiter always retries, so its
+                    // wake-up is never wasted).
+                    list.cancel(id);
+                }
+            }
+        }
+    }
+
+    /// The async form of [`Chan::block`]: one poll. `wait` keeps the
+    /// registration between polls; the owner of `wait` must call
+    /// [`WaitList::cancel_and_forward`] if it is dropped while registered.
+    pub(crate) fn poll<R>(
+        &self,
+        list: &WaitList,
+        wait: &mut Option<WaitId>,
+        cx: &mut Context<'_>,
+        mut attempt: impl FnMut() -> Attempt<R>,
+    ) -> Poll<R> {
+        loop {
+            match attempt() {
+                Attempt::Done(r) => {
+                    if let Some(id) = wait.take() {
+                        list.cancel(id);
+                    }
+                    return Poll::Ready(r);
+                }
+                Attempt::Busy => {
+                    // A producer is mid-write: poll again soon.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Attempt::Wait => {}
+            }
+            match *wait {
+                // Still registered: keep the newest waker and wait.
+                Some(id) if list.refresh(id, cx.waker()) => return Poll::Pending,
+                // Not registered, or woken since: register, then try again.
+                _ => *wait = Some(list.register(Unpark::Waker(cx.waker().clone()))),
+            }
+        }
+    }
+
+    pub(crate) fn recv_waiters(&self) -> &WaitList {
+        &self.recv_waiters
+    }
+
+    pub(crate) fn send_waiters(&self, lane: usize) -> &WaitList {
+        &self.send_waiters[lane]
+    }
+}
+
+/// The values of a `Vec` being moved out from the front, panic-safely: the
+/// `Vec`'s length is zero while values are being moved, and on drop the
+/// unsent tail is shifted to the front and the length restored, so a value
+/// is never dropped twice nor lost.
+struct BatchSource<'a, T> {
+    vec: &'a mut Vec<T>,
+    taken: usize,
+    len: usize,
+}
+
+impl<'a, T> BatchSource<'a, T> {
+    fn new(vec: &'a mut Vec<T>) -> Self {
+        let len = vec.len();
+        // SAFETY: shrinking the length only forgets values; `Drop` below
+        // restores the ones not moved out.
+        unsafe { vec.set_len(0) };
+        Self { vec, taken: 0, len }
+    }
+
+    fn remaining(&self) -> usize {
+        self.len - self.taken
+    }
+
+    /// The first value not moved out yet.
+    fn as_ptr(&self) -> *const T {
+        // SAFETY: `taken <= len <= capacity`: in bounds of the allocation.
+        unsafe { self.vec.as_ptr().add(self.taken) }
+    }
+
+    /// Records that the next `k` values were moved out.
+    fn advance(&mut self, k: usize) {
+        debug_assert!(k <= self.remaining());
+        self.taken += k;
+    }
+}
+
+impl<T> Drop for BatchSource<'_, T> {
+    fn drop(&mut self) {
+        let rest = self.remaining();
+        let base = self.vec.as_mut_ptr();
+        // SAFETY: values taken..len are initialised and owned by the `Vec`
+        // (not moved out); move them to the front (regions may overlap:
+        // `copy` is memmove) and make them the `Vec`'s contents again.
+        unsafe {
+            core::ptr::copy(base.add(self.taken), base, rest);
+            self.vec.set_len(rest);
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Async sending and receiving: [`SendFut`], [`RecvFut`], and the
+//! `futures_core::Stream` / `futures_sink::Sink` impls.
+//!
+//! Async tasks wait on the same waiter lists as blocked threads (see
+//! [`crate::wait`]). A future dropped while registered passes on a wake-up
+//! it had already received, so cancellation never strands a message.
+
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use futures_core::{FusedFuture, FusedStream, Stream};
+use futures_sink::Sink;
+
+use crate::channel::{Receiver, Sender};
+use crate::error::{RecvError, SendError};
+use crate::priority::Priority;
+use crate::wait::WaitId;
+
+/// A future that sends one value; returned by [`Sender::send_async`].
+/// Dropping it before it completes drops the value.
+#[must_use = "futures do nothing unless polled"]
+pub struct SendFut<'a, T> {
+    sender: &'a Sender<T>,
+    lane: usize,
+    value: Option<T>,
+    wait: Option<WaitId>,
+}
+
+// The value is moved, never pinned.
+impl<T> Unpin for SendFut<'_, T> {}
+
+impl<'a, T> SendFut<'a, T> {
+    pub(crate) fn new(sender: &'a Sender<T>, priority: Priority, value: T) -> Self {
+        Self {
+            sender,
+            lane: priority.index(),
+            value: Some(value),
+            wait: None,
+        }
+    }
+
+    /// The priority this future sends with.
+    pub fn priority(&self) -> Priority {
+        Priority::ALL[self.lane]
+    }
+}
+
+impl<T> Future for SendFut<'_, T> {
+    type Output = Result<(), SendError<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.value.is_none() {
+            // Completed already (polled after `Ready`).
+            return Poll::Ready(Ok(()));
+        }
+        this.sender
+            .chan
+            .poll_send(this.lane, &mut this.value, &mut this.wait, cx)
+            .map(|r| r.map_err(SendError))
+    }
+}
+
+impl<T> FusedFuture for SendFut<'_, T> {
+    fn is_terminated(&self) -> bool {
+        self.value.is_none()
+    }
+}
+
+impl<T> Drop for SendFut<'_, T> {
+    fn drop(&mut self) {
+        if let Some(id) = self.wait.take() {
+            self.sender
+                .chan
+                .send_waiters(self.lane)
+                .cancel_and_forward(id);
+        }
+    }
+}
+
+/// A future that receives one message; returned by [`Receiver::recv_async`].
+#[must_use = "futures do nothing unless polled"]
+pub struct RecvFut<'a, T> {
+    receiver: &'a Receiver<T>,
+    wait: Option<WaitId>,
+    done: bool,
+}
+
+impl<'a, T> RecvFut<'a, T> {
+    pub(crate) fn new(receiver: &'a Receiver<T>) -> Self {
+        Self {
+            receiver,
+            wait: None,
+            done: false,
+        }
+    }
+}
+
+impl<T> Future for RecvFut<'_, T> {
+    type Output = Result<T, RecvError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let chan = &this.receiver.chan;
+        let out = chan.poll_recv(&mut this.wait, cx);
+        if out.is_ready() {
+            this.done = true;
+        }
+        out.map(|v| v.ok_or(RecvError))
+    }
+}
+
+impl<T> FusedFuture for RecvFut<'_, T> {
+    fn is_terminated(&self) -> bool {
+        self.done
+    }
+}
+
+impl<T> Drop for RecvFut<'_, T> {
+    fn drop(&mut self) {
+        if let Some(id) = self.wait.take() {
+            self.receiver.chan.recv_waiters().cancel_and_forward(id);
+        }
+    }
+}
+
+/// Yields messages in priority order; ends when the channel is closed and
+/// empty.
+impl<T> Stream for Receiver<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let this = self.get_mut();
+        this.chan.poll_recv(&mut this.stream_wait, cx)
+    }
+}
+
+impl<T> FusedStream for Receiver<T> {
+    fn is_terminated(&self) -> bool {
+        self.chan.is_closed() && self.chan.len() == 0
+    }
+}
+
+/// Sends on the `Normal` lane. `start_send` keeps the value in the sender
+/// until there is room; `poll_ready` and `poll_flush` wait for it to go out.
+/// `poll_close` flushes but does not close the channel (other senders may
+/// still use it); drop the sender, or call [`Sender::close`], to close it.
+/// A value still buffered when the sender is dropped is dropped with it.
+impl<T> Sink<T> for Sender<T> {
+    type Error = SendError<T>;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.poll_flush(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), Self::Error> {
+        let this = self.get_mut();
+        debug_assert!(this.sink.item.is_none(), "start_send without poll_ready");
+        if this.sink.item.is_some() {
+            return Err(SendError(item));
+        }
+        match this.chan.try_send(Priority::Normal.index(), item) {
+            Ok(()) => Ok(()),
+            Err(crate::error::TrySendError::Full(v)) => {
+                this.sink.item = Some(v);
+                Ok(())
+            }
+            Err(e) => Err(SendError(e.into_inner())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = self.get_mut();
+        if this.sink.item.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        let lane = Priority::Normal.index();
+        this.chan
+            .poll_send(lane, &mut this.sink.item, &mut this.sink.wait, cx)
+            .map(|r| r.map_err(SendError))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.poll_flush(cx)
+    }
+}
+
+impl<T> fmt::Debug for SendFut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendFut")
+            .field("priority", &self.priority())
+            .field("done", &self.value.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for RecvFut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvFut")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}

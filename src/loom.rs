@@ -1,0 +1,109 @@
+//! The one place that names atomics, cells, `Arc`, `Mutex` and threads.
+//!
+//! Under `--cfg loom` everything comes from [loom](https://docs.rs/loom) so
+//! that the model checker sees every access; otherwise from `std`. No other
+//! file in the crate imports `std::sync::atomic`, `std::cell::UnsafeCell`,
+//! `std::sync::Arc`/`Mutex` or `std::thread`.
+
+#[cfg(loom)]
+pub(crate) use loom::{
+    cell::UnsafeCell,
+    sync::atomic::{AtomicUsize, Ordering},
+    sync::{Arc, Mutex, MutexGuard},
+    thread,
+};
+
+#[cfg(not(loom))]
+pub(crate) use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    sync::{Arc, Mutex, MutexGuard},
+    thread,
+};
+
+/// `std::cell::UnsafeCell` with loom's closure API, so that the same code
+/// compiles against both.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Runs `f` with a shared raw pointer to the contents.
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// Runs `f` with a unique raw pointer to the contents.
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// A hint that this thread is busy-waiting. Under loom it yields, because loom
+/// needs every spin loop to yield to explore (and terminate).
+#[inline(always)]
+pub(crate) fn spin_loop() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
+
+/// Gives up the rest of this thread's time slice.
+#[inline]
+pub(crate) fn yield_now() {
+    thread::yield_now();
+}
+
+/// The load half of a store-buffering (Dekker) handshake: "I published my
+/// side with a SeqCst read-modify-write; now read the other side".
+///
+/// With `std` this is a SeqCst load (a plain `mov` on x86_64): both sides'
+/// publishing operations are SeqCst RMWs and both loads are SeqCst, so all
+/// four sit in the single total order and at least one load sees the other
+/// side's write. loom models SeqCst loads as Acquire (see its README), which
+/// would report lost wake-ups that cannot happen; an RMW always reads the
+/// latest value in modification order, so under loom the load is a
+/// `fetch_add(0, SeqCst)` (the trap thingbuf documents).
+#[inline(always)]
+pub(crate) fn handshake_load(atomic: &AtomicUsize) -> usize {
+    #[cfg(loom)]
+    {
+        atomic.fetch_add(0, Ordering::SeqCst)
+    }
+    #[cfg(not(loom))]
+    {
+        atomic.load(Ordering::SeqCst)
+    }
+}
+
+/// Parks the current thread until it is unparked or `deadline` passes.
+/// Spurious returns are allowed; callers re-check their condition.
+pub(crate) fn park(deadline: Option<std::time::Instant>) {
+    #[cfg(loom)]
+    {
+        // loom has no clock: a timed park is modelled as a spurious wake-up,
+        // an untimed one as a real park (loom reports a deadlock if nobody
+        // ever unparks it).
+        match deadline {
+            Some(_) => thread::yield_now(),
+            None => thread::park(),
+        }
+    }
+    #[cfg(not(loom))]
+    match deadline {
+        None => thread::park(),
+        Some(deadline) => {
+            let now = std::time::Instant::now();
+            if deadline > now {
+                thread::park_timeout(deadline - now);
+            }
+        }
+    }
+}

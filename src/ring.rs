@@ -1,0 +1,526 @@
+//! `Ring<T>`: a bounded multi-producer multi-consumer ring buffer.
+//!
+//! The design is Dmitry Vyukov's bounded MPMC queue: every slot carries a
+//! *stamp* that says whose turn it is, so producers and consumers only
+//! contend on their own index (`tail` or `head`) and on the slot they claim.
+//! The other side's index is read only at the full/empty boundary.
+//!
+//! # Positions
+//!
+//! `head` and `tail` are *positions*: `lap | index`, where `index < cap` is
+//! the slot and `lap` is a multiple of `one_lap`. `mark_bit` sits between the
+//! two; it is set in `tail` only, by [`Ring::close`], and from then on no push
+//! can succeed.
+//!
+//! ```text
+//!   one_lap  = 2 * mark_bit      mark_bit = (cap + 1).next_power_of_two()
+//!   position = [ lap ... | mark | index ]
+//! ```
+//!
+//! # Stamps
+//!
+//! For the slot at `index`, in lap `lap`, with `pos = lap | index`:
+//! - `stamp == pos`: empty, the producer that claims `pos` may write it;
+//! - `stamp == pos + 1`: full, the consumer that claims `pos` may read it;
+//! - a consumer that read `pos` stores `pos + one_lap`: empty for the next lap.
+//!
+//! A thread *claims* a position by winning the CAS that moves `tail` (or
+//! `head`) past it; only after that does it touch the slot's value.
+
+use core::mem::MaybeUninit;
+
+use crate::backoff::Backoff;
+use crate::loom::{handshake_load, AtomicUsize, Ordering, UnsafeCell};
+use crate::pad::CachePadded;
+
+/// One slot: a stamp and room for one value.
+struct Slot<T> {
+    stamp: AtomicUsize,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+/// Why a push did not take the value; the value is handed back.
+pub(crate) enum PushError<T> {
+    /// Every slot holds a value.
+    Full(T),
+    /// [`Ring::close`] was called.
+    Closed(T),
+}
+
+/// The result of a non-blocking pop.
+pub(crate) enum Pop<T> {
+    /// The value at the front.
+    Item(T),
+    /// Nothing is queued and no producer is writing.
+    Empty,
+    /// A producer has claimed the front slot but not yet finished writing it
+    /// (it may be descheduled). The ring is not empty; retry later.
+    Busy,
+}
+
+/// A bounded MPMC ring; see the module docs for the protocol.
+pub(crate) struct Ring<T> {
+    /// Next position to read. Only moves forward, by CAS.
+    head: CachePadded<AtomicUsize>,
+    /// Next position to write, plus `mark_bit` once closed. Only moves
+    /// forward, by CAS (or `fetch_or` of the mark).
+    tail: CachePadded<AtomicUsize>,
+    slots: Box<[Slot<T>]>,
+    cap: usize,
+    mark_bit: usize,
+    one_lap: usize,
+}
+
+// SAFETY: values of `T` move between threads through the ring (hence
+// `T: Send`); a slot's value is only accessed by the one thread that claimed
+// its position (see the module docs), so sharing `&Ring` needs no `T: Sync`.
+unsafe impl<T: Send> Send for Ring<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Ring<T> {}
+
+impl<T> Ring<T> {
+    /// Creates a ring holding up to `cap` values.
+    ///
+    /// # Panics
+    ///
+    /// If `cap` is zero, or so large that positions would overflow.
+    pub(crate) fn new(cap: usize) -> Self {
+        assert!(cap > 0, "lane capacity must be at least 1");
+        let mark_bit = cap
+            .checked_add(1)
+            .and_then(usize::checked_next_power_of_two)
+            .filter(|m| m.checked_mul(4).is_some())
+            .expect("lane capacity is too large");
+        let slots = (0..cap)
+            .map(|i| Slot {
+                stamp: AtomicUsize::new(i),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            })
+            .collect();
+        Self {
+            head: CachePadded(AtomicUsize::new(0)),
+            tail: CachePadded(AtomicUsize::new(0)),
+            slots,
+            cap,
+            mark_bit,
+            one_lap: mark_bit * 2,
+        }
+    }
+
+    /// How many values the ring holds at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The position after `pos`.
+    #[inline(always)]
+    fn next(&self, pos: usize) -> usize {
+        let index = pos & (self.mark_bit - 1);
+        if index + 1 < self.cap {
+            pos + 1
+        } else {
+            (pos & !(self.one_lap - 1)).wrapping_add(self.one_lap)
+        }
+    }
+
+    #[inline(always)]
+    fn slot(&self, pos: usize) -> &Slot<T> {
+        let index = pos & (self.mark_bit - 1);
+        debug_assert!(index < self.cap);
+        // SAFETY: `index` is the index part of a position, always `< cap`
+        // (positions are built by `next`, which wraps at `cap`).
+        unsafe { self.slots.get_unchecked(index) }
+    }
+
+    /// Pushes `value`, or hands it back if the ring is full or closed.
+    #[inline]
+    pub(crate) fn push(&self, value: T) -> Result<(), PushError<T>> {
+        let mut backoff = Backoff::new();
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            if tail & self.mark_bit != 0 {
+                return Err(PushError::Closed(value));
+            }
+            let slot = self.slot(tail);
+            // Acquire: pairs with the Release stamp store of the consumer
+            // that emptied this slot, so our write below follows its read.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == tail {
+                // The slot is free for `tail`: claim it. SeqCst: this CAS is
+                // the "publish" half of the handshake with a parking receiver
+                // (see `Chan`), and pairs with the fence in `try_pop`'s empty
+                // check.
+                match self.tail.compare_exchange_weak(
+                    tail,
+                    self.next(tail),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: we won the CAS for position `tail`, so this
+                        // thread alone may write the slot until it stores the
+                        // stamp; the slot is empty (stamp == tail).
+                        slot.value.with_mut(|p| unsafe { (*p).write(value) });
+                        // Release: pairs with the Acquire stamp load in pop.
+                        slot.stamp.store(tail + 1, Ordering::Release);
+                        return Ok(());
+                    }
+                    Err(current) => {
+                        tail = current;
+                        backoff.spin();
+                    }
+                }
+            } else if stamp.wrapping_add(self.one_lap) == tail + 1 {
+                // The slot still holds the value of the previous lap. Full if
+                // `head` is a whole lap behind; otherwise a consumer has
+                // claimed it and is reading, so wait for it.
+                let head = handshake_load(&self.head);
+                if head.wrapping_add(self.one_lap) == tail {
+                    // Full. A sender about to park must also see a close
+                    // that raced with it, so re-read `tail` in the handshake.
+                    if self.closed_now() {
+                        return Err(PushError::Closed(value));
+                    }
+                    return Err(PushError::Full(value));
+                }
+                backoff.snooze();
+                tail = self.tail.load(Ordering::Relaxed);
+            } else {
+                // Another producer moved `tail` on; our copy is stale.
+                backoff.spin();
+                tail = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Pops the front value. `strict` decides what a slot that is not yet
+    /// readable means: with `strict`, the ring checks `tail` and answers
+    /// [`Pop::Empty`] or [`Pop::Busy`]; without it, it answers `Empty` at once
+    /// (a cheap "looks empty" for scanning several lanes).
+    #[inline]
+    pub(crate) fn try_pop(&self, strict: bool) -> Pop<T> {
+        let mut backoff = Backoff::new();
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(head);
+            // Acquire: pairs with the producer's Release stamp store, so the
+            // value it wrote is visible to our read.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == head + 1 {
+                // SeqCst: pairs with the fence in `push`'s full check and is
+                // the "publish" half of the handshake with a parked sender.
+                match self.head.compare_exchange_weak(
+                    head,
+                    self.next(head),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: we won the CAS for position `head` and the
+                        // stamp says the producer of `head` finished writing;
+                        // this thread alone reads the slot until it stores the
+                        // next stamp.
+                        let value = slot.value.with(|p| unsafe { (*p).assume_init_read() });
+                        // Release: pairs with the Acquire stamp load in push.
+                        slot.stamp
+                            .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                        return Pop::Item(value);
+                    }
+                    Err(current) => {
+                        head = current;
+                        backoff.spin();
+                    }
+                }
+            } else if stamp == head {
+                // Not written for this lap: empty, or a producer is writing.
+                if !strict {
+                    return Pop::Empty;
+                }
+                let tail = handshake_load(&self.tail) & !self.mark_bit;
+                if tail == head {
+                    return Pop::Empty;
+                }
+                // A producer claimed `head` (or later) and has not finished.
+                let now = self.head.load(Ordering::Relaxed);
+                if now == head {
+                    return Pop::Busy;
+                }
+                head = now;
+            } else {
+                // Another consumer moved `head` on; our copy is stale.
+                backoff.spin();
+                head = self.head.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Pushes up to `n` values read from `src`, in order, claiming a run of
+    /// consecutive free slots with one CAS. Returns how many it took; `0`
+    /// means the ring was full at the front slot.
+    ///
+    /// # Errors
+    ///
+    /// `Err(())` if the ring is closed; nothing was taken.
+    ///
+    /// # Safety
+    ///
+    /// `src` must point to `n` initialised values. The first `k` of them
+    /// (`k` = the returned count) are moved out: the caller must treat them
+    /// as uninitialised afterwards. The rest are untouched.
+    pub(crate) unsafe fn push_many(&self, src: *const T, n: usize) -> Result<usize, ()> {
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut backoff = Backoff::new();
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        'retry: loop {
+            if tail & self.mark_bit != 0 {
+                return Err(());
+            }
+            // Count free slots from `tail` to the end of this lap.
+            let index = tail & (self.mark_bit - 1);
+            let room = n.min(self.cap - index);
+            let mut k = 0;
+            while k < room {
+                // Acquire: as in `push`.
+                if self.slot(tail + k).stamp.load(Ordering::Acquire) != tail + k {
+                    break;
+                }
+                k += 1;
+            }
+            if k == 0 {
+                // Same cases as `push`: full, a consumer still reading, or a
+                // stale `tail`.
+                let stamp = self.slot(tail).stamp.load(Ordering::Acquire);
+                if stamp.wrapping_add(self.one_lap) == tail + 1 {
+                    let head = handshake_load(&self.head);
+                    if head.wrapping_add(self.one_lap) == tail {
+                        // Full; see `push` for why `tail` is read again.
+                        return if self.closed_now() { Err(()) } else { Ok(0) };
+                    }
+                    backoff.snooze();
+                } else {
+                    backoff.spin();
+                }
+                tail = self.tail.load(Ordering::Relaxed);
+                continue 'retry;
+            }
+            let last = tail + k - 1;
+            // SeqCst: as in `push`. Winning it claims positions tail..=last:
+            // each was free when we looked, and only its claimant changes it.
+            match self.tail.compare_exchange_weak(
+                tail,
+                self.next(last),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    for i in 0..k {
+                        let slot = self.slot(tail + i);
+                        // SAFETY: the CAS claimed position `tail + i` for this
+                        // thread; the caller guarantees `src.add(i)` is an
+                        // initialised value for us to move.
+                        slot.value
+                            .with_mut(|p| unsafe { (*p).write(src.add(i).read()) });
+                        // Release: as in `push`.
+                        slot.stamp.store(tail + i + 1, Ordering::Release);
+                    }
+                    return Ok(k);
+                }
+                Err(current) => {
+                    tail = current;
+                    backoff.spin();
+                }
+            }
+        }
+    }
+
+    /// Pops up to `max` values into `out` with one CAS on `head`, in order.
+    /// Takes only slots that are ready now; returns how many it took.
+    pub(crate) fn pop_many(&self, out: &mut Vec<T>, max: usize) -> usize {
+        if max == 0 {
+            return 0;
+        }
+        let mut backoff = Backoff::new();
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let index = head & (self.mark_bit - 1);
+            let room = max.min(self.cap - index);
+            let mut k = 0;
+            while k < room {
+                // Acquire: as in `try_pop`.
+                if self.slot(head + k).stamp.load(Ordering::Acquire) != head + k + 1 {
+                    break;
+                }
+                k += 1;
+            }
+            if k == 0 {
+                if self.slot(head).stamp.load(Ordering::Acquire) == head {
+                    // Not written yet: nothing ready at the front.
+                    return 0;
+                }
+                backoff.spin();
+                head = self.head.load(Ordering::Relaxed);
+                continue;
+            }
+            let last = head + k - 1;
+            // SeqCst: as in `try_pop`.
+            match self.head.compare_exchange_weak(
+                head,
+                self.next(last),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    out.reserve(k);
+                    for i in 0..k {
+                        let slot = self.slot(head + i);
+                        // SAFETY: the CAS claimed position `head + i`, whose
+                        // stamp said it was written; we alone read it.
+                        let value = slot.value.with(|p| unsafe { (*p).assume_init_read() });
+                        out.push(value);
+                        // Release: as in `try_pop`.
+                        slot.stamp
+                            .store((head + i).wrapping_add(self.one_lap), Ordering::Release);
+                    }
+                    return k;
+                }
+                Err(current) => {
+                    head = current;
+                    backoff.spin();
+                }
+            }
+        }
+    }
+
+    /// Sets the mark bit on `tail`: every later push fails with `Closed`.
+    /// Returns true if this call closed the ring.
+    pub(crate) fn close(&self) -> bool {
+        // SeqCst: the mark is the publish half of the close handshake.
+        self.tail.fetch_or(self.mark_bit, Ordering::SeqCst) & self.mark_bit == 0
+    }
+
+    /// True once [`Ring::close`] has been called, read as the load half of
+    /// the close handshake: a sender that registered as a waiter and then
+    /// calls this sees a concurrent `close` or is woken by it.
+    fn closed_now(&self) -> bool {
+        handshake_load(&self.tail) & self.mark_bit != 0
+    }
+
+    /// The number of values queued (a snapshot).
+    pub(crate) fn len(&self) -> usize {
+        loop {
+            let tail = self.tail.load(Ordering::SeqCst);
+            let head = self.head.load(Ordering::SeqCst);
+            // A consistent pair: `tail` did not move while we read `head`.
+            if self.tail.load(Ordering::SeqCst) == tail {
+                return self.distance(head, tail & !self.mark_bit);
+            }
+        }
+    }
+
+    /// Values between positions `head` and `tail` (`tail` unmarked).
+    fn distance(&self, head: usize, tail: usize) -> usize {
+        let hix = head & (self.mark_bit - 1);
+        let tix = tail & (self.mark_bit - 1);
+        if hix < tix {
+            tix - hix
+        } else if hix > tix {
+            self.cap - hix + tix
+        } else if tail == head {
+            0
+        } else {
+            self.cap
+        }
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        // `&mut self`: no push or pop is in progress, so every position in
+        // head..tail holds an initialised value, dropped here exactly once.
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed) & !self.mark_bit;
+        let hix = head & (self.mark_bit - 1);
+        for i in 0..self.distance(head, tail) {
+            let index = (hix + i) % self.cap;
+            // SAFETY: `index` lies in the queued run head..tail, so its value
+            // is initialised and not read by anyone else (`&mut self`).
+            self.slots[index]
+                .value
+                .with_mut(|p| unsafe { (*p).assume_init_drop() });
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_layout() {
+        let r = Ring::<u8>::new(3);
+        assert_eq!(r.mark_bit, 4);
+        assert_eq!(r.one_lap, 8);
+        assert_eq!(r.next(0), 1);
+        assert_eq!(r.next(2), 8);
+        assert_eq!(r.next(8 | 2), 16);
+    }
+
+    #[test]
+    fn distance_handles_wrap_and_full() {
+        let r = Ring::<u8>::new(3);
+        assert_eq!(r.distance(0, 0), 0);
+        assert_eq!(r.distance(0, 8), 3); // one lap ahead, same index: full
+        assert_eq!(r.distance(2, 8 | 1), 2);
+        assert_eq!(r.distance(8 | 1, 8 | 2), 1);
+    }
+
+    #[test]
+    fn push_pop_many_laps() {
+        let r = Ring::new(3);
+        for i in 0..100 {
+            assert!(r.push(i).is_ok());
+            assert!(r.push(i + 1000).is_ok());
+            assert_eq!(r.len(), 2);
+            assert!(matches!(r.try_pop(true), Pop::Item(v) if v == i));
+            assert!(matches!(r.try_pop(false), Pop::Item(v) if v == i + 1000));
+            assert!(matches!(r.try_pop(true), Pop::Empty));
+        }
+    }
+
+    #[test]
+    fn full_then_closed() {
+        let r = Ring::new(2);
+        assert!(r.push(1).is_ok());
+        assert!(r.push(2).is_ok());
+        assert!(matches!(r.push(3), Err(PushError::Full(3))));
+        assert_eq!(r.len(), 2);
+        assert!(r.close());
+        assert!(!r.close());
+        assert!(matches!(r.push(4), Err(PushError::Closed(4))));
+        assert_eq!(r.len(), 2);
+        assert!(matches!(r.try_pop(true), Pop::Item(1)));
+    }
+
+    #[test]
+    fn many_wraps_at_lap_end() {
+        let r = Ring::new(4);
+        let src = [1u32, 2, 3];
+        // SAFETY: `src` holds 3 `Copy` values; moving them out is a copy.
+        assert_eq!(unsafe { r.push_many(src.as_ptr(), 3) }, Ok(3));
+        let mut out = Vec::new();
+        assert_eq!(r.pop_many(&mut out, 2), 2);
+        let src = [4u32, 5, 6, 7];
+        // Only one slot is left before the lap ends at index 3.
+        // SAFETY: as above.
+        assert_eq!(unsafe { r.push_many(src.as_ptr(), 4) }, Ok(1));
+        // SAFETY: as above.
+        assert_eq!(unsafe { r.push_many(src[1..].as_ptr(), 3) }, Ok(2));
+        // SAFETY: as above; the ring is full now.
+        assert_eq!(unsafe { r.push_many(src[3..].as_ptr(), 1) }, Ok(0));
+        assert_eq!(r.pop_many(&mut out, 10), 2);
+        assert_eq!(r.pop_many(&mut out, 10), 2);
+        assert_eq!(out, [1, 2, 3, 4, 5, 6]);
+    }
+}
