@@ -275,13 +275,18 @@ impl<T> Chan<T> {
     fn drain_ready(&self, out: &mut Vec<T>, max: usize) -> usize {
         let mut n = 0;
         for (lane, ring) in self.lanes.iter().enumerate() {
+            let before = n;
+            // `pop_many` stops at the end of a lap: keep taking from this
+            // lane (its wrapped part) before a lower one is served.
+            while n < max {
+                match ring.pop_many(out, max - n) {
+                    0 => break,
+                    k => n += k,
+                }
+            }
+            self.send_waiters[lane].notify(n - before);
             if n == max {
                 break;
-            }
-            let k = ring.pop_many(out, max - n);
-            if k > 0 {
-                self.send_waiters[lane].notify(k);
-                n += k;
             }
         }
         n
