@@ -145,6 +145,8 @@ impl<T> FusedStream for Receiver<T> {
 
 /// Sends on the `Normal` lane. `start_send` keeps the value in the sender
 /// until there is room; `poll_ready` and `poll_flush` wait for it to go out.
+/// A `start_send` while a previous value is still buffered (no successful
+/// `poll_ready` in between) hands the new value back in the error.
 /// `poll_close` flushes but does not close the channel (other senders may
 /// still use it); drop the sender, or call [`Sender::close`], to close it.
 /// A value still buffered when the sender is dropped is dropped with it.
@@ -157,8 +159,9 @@ impl<T> Sink<T> for Sender<T> {
 
     fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), Self::Error> {
         let this = self.get_mut();
-        debug_assert!(this.sink.item.is_none(), "start_send without poll_ready");
         if this.sink.item.is_some() {
+            // `start_send` without a `poll_ready` that returned `Ready(Ok)`:
+            // the previous value is still waiting, so hand this one back.
             return Err(SendError(item));
         }
         match this.chan.try_send(Priority::Normal.index(), item) {

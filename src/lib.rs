@@ -68,3 +68,8 @@ pub use error::{
 };
 pub use future::{RecvFut, SendFut};
 pub use priority::{ParsePriorityError, Priority, LANES};
+
+/// The examples of README.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

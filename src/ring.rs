@@ -363,6 +363,9 @@ impl<T> Ring<T> {
                 head = self.head.load(Ordering::Relaxed);
                 continue;
             }
+            // Make room first: nothing may panic between winning the CAS and
+            // storing the stamps, or the claimed slots would stay stuck.
+            out.reserve(k);
             let last = head + k - 1;
             // SeqCst: as in `try_pop`.
             match self.head.compare_exchange_weak(
@@ -372,7 +375,6 @@ impl<T> Ring<T> {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    out.reserve(k);
                     for i in 0..k {
                         let slot = self.slot(head + i);
                         // SAFETY: the CAS claimed position `head + i`, whose
