@@ -1,1 +1,479 @@
-fn main() {}
+//! Throughput of lanebus against crossbeam-channel, kanal, flume and
+//! `std::sync::mpsc::sync_channel`, all bounded to 1024 messages, in one run.
+//!
+//! Every benchmark id names its thread counts and message type:
+//! `<scenario>_<P>p<C>c/<message>/<channel>`, e.g. `mpmc_2p2c/u64/lanebus`.
+//!
+//! - `spsc_1p1c`, `mpsc_2p1c`, `mpmc_2p2c`, `mpmc_4p4c`: `u64` and 256-byte
+//!   messages, one `send`/`recv` per message. `std` is single-consumer, so it
+//!   only runs where there is one consumer. `mpmc_4p4c` is oversubscribed on
+//!   a 2-core machine on purpose.
+//! - `batch_1p1c`: lanebus `send_batch`/`recv_batch` with batches of 16 and
+//!   256 (`lanebus_batch16`, `lanebus_batch256`) beside the per-message loop
+//!   of lanebus and of every peer, so the ratio shows the batch gain.
+//! - `priority_overhead_1p1c`, `priority_overhead_2p2c`: all traffic on the
+//!   `Normal` lane of a channel with four 1024-slot lanes
+//!   (`lanebus_normal_of_4x1024`) against one whose other three lanes have
+//!   capacity 1 and stay unused (`lanebus_normal_1024_others_cap1`). Both run
+//!   the same code (the receiver still looks at every lane), so crossbeam is
+//!   there as the single-lane reference.
+//!
+//! Each sample runs in fresh threads (`iter_custom`): the channel is created,
+//! producers and consumers start and meet the main thread at a `Barrier`, and
+//! the clock runs from the barrier until every thread has been joined. The
+//! producers send the sequence numbers `0..n` between them (for 256-byte
+//! messages in the first 8 bytes); each consumer counts and sums what it gets
+//! and, after the clock stops, the totals are checked against `0..n`, so a
+//! lost or duplicated message fails the benchmark.
+//!
+//! `benches/summarize.py target/criterion` turns the results into a Markdown
+//! table.
+
+use std::ops::Range;
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode,
+    Throughput,
+};
+use lanebus::{ChannelBuilder, Priority};
+
+/// The capacity of every channel (of every lane, for lanebus).
+const CAP: usize = 1024;
+
+/// Messages per criterion iteration; divisible by every producer count.
+const MSGS: u64 = 200_000;
+
+/// A message that carries a sequence number.
+trait Msg: Send + 'static {
+    const NAME: &'static str;
+    fn new(seq: u64) -> Self;
+    fn seq(&self) -> u64;
+}
+
+impl Msg for u64 {
+    const NAME: &'static str = "u64";
+
+    #[inline]
+    fn new(seq: u64) -> Self {
+        seq
+    }
+
+    #[inline]
+    fn seq(&self) -> u64 {
+        *self
+    }
+}
+
+impl Msg for [u8; 256] {
+    const NAME: &'static str = "256B";
+
+    #[inline]
+    fn new(seq: u64) -> Self {
+        let mut m = [0u8; 256];
+        m[..8].copy_from_slice(&seq.to_le_bytes());
+        m
+    }
+
+    #[inline]
+    fn seq(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self[..8]);
+        u64::from_le_bytes(b)
+    }
+}
+
+/// What one consumer received: count, sum and (wrapping) sum of squares of
+/// the sequence numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tally {
+    count: u64,
+    sum: u64,
+    squares: u64,
+}
+
+impl Tally {
+    #[inline]
+    fn add(&mut self, seq: u64) {
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(seq);
+        self.squares = self.squares.wrapping_add(seq.wrapping_mul(seq));
+    }
+
+    fn merge(self, other: Tally) -> Tally {
+        Tally {
+            count: self.count + other.count,
+            sum: self.sum.wrapping_add(other.sum),
+            squares: self.squares.wrapping_add(other.squares),
+        }
+    }
+
+    /// The tally of `0..n`, each exactly once.
+    fn expected(n: u64) -> Tally {
+        let n = u128::from(n);
+        let sum = n * n.saturating_sub(1) / 2;
+        let squares = n.saturating_sub(1) * n * (2 * n).saturating_sub(1) / 6;
+        Tally {
+            count: n as u64,
+            sum: sum as u64,
+            squares: squares as u64,
+        }
+    }
+}
+
+/// A channel under test. `produce`/`consume` default to one message per call.
+trait Flavor<T: Msg>: 'static {
+    type Tx: Send + 'static;
+    type Rx: Send + 'static;
+    /// False for single-consumer channels (std).
+    const MULTI_CONSUMER: bool = true;
+
+    fn name() -> String;
+    fn channel() -> (Self::Tx, Self::Rx);
+    fn clone_tx(tx: &Self::Tx) -> Self::Tx;
+    fn clone_rx(rx: &Self::Rx) -> Self::Rx;
+    fn send(tx: &Self::Tx, msg: T);
+    /// `None` once every sender is gone and the channel is empty.
+    fn recv(rx: &Self::Rx) -> Option<T>;
+
+    fn produce(tx: &Self::Tx, seqs: Range<u64>) {
+        for seq in seqs {
+            Self::send(tx, T::new(seq));
+        }
+    }
+
+    fn consume(rx: &Self::Rx) -> Tally {
+        let mut tally = Tally::default();
+        while let Some(msg) = Self::recv(rx) {
+            tally.add(msg.seq());
+        }
+        tally
+    }
+}
+
+/// Implements the handle plumbing shared by the channels whose handles are
+/// `Clone` and whose `send`/`recv` return `Result`.
+macro_rules! flavor {
+    ($ty:ident, $name:expr, $tx:ty, $rx:ty, $new:expr) => {
+        struct $ty;
+
+        impl<T: Msg> Flavor<T> for $ty {
+            type Tx = $tx;
+            type Rx = $rx;
+
+            fn name() -> String {
+                $name.to_string()
+            }
+
+            fn channel() -> (Self::Tx, Self::Rx) {
+                $new
+            }
+
+            fn clone_tx(tx: &Self::Tx) -> Self::Tx {
+                tx.clone()
+            }
+
+            fn clone_rx(rx: &Self::Rx) -> Self::Rx {
+                rx.clone()
+            }
+
+            #[inline]
+            fn send(tx: &Self::Tx, msg: T) {
+                if tx.send(msg).is_err() {
+                    panic!("{}: receivers gone", $name);
+                }
+            }
+
+            #[inline]
+            fn recv(rx: &Self::Rx) -> Option<T> {
+                rx.recv().ok()
+            }
+        }
+    };
+}
+
+flavor!(
+    Lanebus,
+    "lanebus",
+    lanebus::Sender<T>,
+    lanebus::Receiver<T>,
+    lanebus::bounded(CAP)
+);
+flavor!(
+    Crossbeam,
+    "crossbeam",
+    crossbeam_channel::Sender<T>,
+    crossbeam_channel::Receiver<T>,
+    crossbeam_channel::bounded(CAP)
+);
+flavor!(
+    Kanal,
+    "kanal",
+    kanal::Sender<T>,
+    kanal::Receiver<T>,
+    kanal::bounded(CAP)
+);
+flavor!(
+    Flume,
+    "flume",
+    flume::Sender<T>,
+    flume::Receiver<T>,
+    flume::bounded(CAP)
+);
+// All traffic on `Normal` of `bounded(CAP)`: the same channel as `Lanebus`,
+// named for the priority-overhead groups.
+flavor!(
+    LanebusFourLanes,
+    "lanebus_normal_of_4x1024",
+    lanebus::Sender<T>,
+    lanebus::Receiver<T>,
+    lanebus::bounded(CAP)
+);
+// `Normal` has CAP slots, the other lanes 1 each and carry nothing.
+flavor!(
+    LanebusOthersCap1,
+    "lanebus_normal_1024_others_cap1",
+    lanebus::Sender<T>,
+    lanebus::Receiver<T>,
+    ChannelBuilder::new()
+        .capacity(1)
+        .lane_capacity(Priority::Normal, CAP)
+        .build()
+);
+
+/// `std::sync::mpsc::sync_channel`; single consumer.
+struct StdSync;
+
+impl<T: Msg> Flavor<T> for StdSync {
+    type Tx = mpsc::SyncSender<T>;
+    type Rx = mpsc::Receiver<T>;
+    const MULTI_CONSUMER: bool = false;
+
+    fn name() -> String {
+        "std".to_string()
+    }
+
+    fn channel() -> (Self::Tx, Self::Rx) {
+        mpsc::sync_channel(CAP)
+    }
+
+    fn clone_tx(tx: &Self::Tx) -> Self::Tx {
+        tx.clone()
+    }
+
+    fn clone_rx(_: &Self::Rx) -> Self::Rx {
+        unreachable!("std::sync::mpsc has a single consumer")
+    }
+
+    #[inline]
+    fn send(tx: &Self::Tx, msg: T) {
+        tx.send(msg).expect("std: receiver gone");
+    }
+
+    #[inline]
+    fn recv(rx: &Self::Rx) -> Option<T> {
+        rx.recv().ok()
+    }
+}
+
+/// lanebus with `send_batch` / `recv_batch` of `B` messages.
+struct LanebusBatch<const B: usize>;
+
+impl<T: Msg, const B: usize> Flavor<T> for LanebusBatch<B> {
+    type Tx = lanebus::Sender<T>;
+    type Rx = lanebus::Receiver<T>;
+
+    fn name() -> String {
+        format!("lanebus_batch{B}")
+    }
+
+    fn channel() -> (Self::Tx, Self::Rx) {
+        lanebus::bounded(CAP)
+    }
+
+    fn clone_tx(tx: &Self::Tx) -> Self::Tx {
+        tx.clone()
+    }
+
+    fn clone_rx(rx: &Self::Rx) -> Self::Rx {
+        rx.clone()
+    }
+
+    fn send(tx: &Self::Tx, msg: T) {
+        tx.send(msg).expect("lanebus: receivers gone");
+    }
+
+    fn recv(rx: &Self::Rx) -> Option<T> {
+        rx.recv().ok()
+    }
+
+    fn produce(tx: &Self::Tx, seqs: Range<u64>) {
+        let mut batch = Vec::with_capacity(B);
+        let mut next = seqs.start;
+        while next < seqs.end {
+            let end = seqs.end.min(next + B as u64);
+            batch.extend((next..end).map(T::new));
+            tx.send_batch(&mut batch).expect("lanebus: receivers gone");
+            debug_assert!(batch.is_empty());
+            next = end;
+        }
+    }
+
+    fn consume(rx: &Self::Rx) -> Tally {
+        let mut tally = Tally::default();
+        let mut batch = Vec::with_capacity(B);
+        while rx.recv_batch(&mut batch, B).is_ok() {
+            for msg in batch.drain(..) {
+                tally.add(msg.seq());
+            }
+        }
+        tally
+    }
+}
+
+/// Sends `0..total` from `producers` threads to `consumers` threads through
+/// a fresh channel; returns the time from the start barrier until every
+/// thread is joined. Panics unless every message arrived exactly once.
+fn run<T: Msg, F: Flavor<T>>(producers: usize, consumers: usize, total: u64) -> Duration {
+    assert!(consumers == 1 || F::MULTI_CONSUMER);
+    assert_eq!(total % producers as u64, 0);
+    let per_producer = total / producers as u64;
+    let (tx, rx) = F::channel();
+    let barrier = Arc::new(Barrier::new(producers + consumers + 1));
+
+    let senders: Vec<_> = (0..producers as u64)
+        .map(|p| {
+            let tx = F::clone_tx(&tx);
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                F::produce(&tx, p * per_producer..(p + 1) * per_producer);
+            })
+        })
+        .collect();
+    drop(tx);
+
+    let mut rx = Some(rx);
+    let receivers: Vec<_> = (0..consumers)
+        .map(|c| {
+            let rx = if c + 1 == consumers {
+                rx.take().unwrap()
+            } else {
+                F::clone_rx(rx.as_ref().unwrap())
+            };
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                F::consume(&rx)
+            })
+        })
+        .collect();
+
+    barrier.wait();
+    let start = Instant::now();
+    for s in senders {
+        s.join().expect("producer panicked");
+    }
+    let tally = receivers
+        .into_iter()
+        .map(|r| r.join().expect("consumer panicked"))
+        .fold(Tally::default(), Tally::merge);
+    let elapsed = start.elapsed();
+
+    assert_eq!(
+        tally,
+        Tally::expected(total),
+        "{} {}p{}c {}: messages lost or duplicated",
+        F::name(),
+        producers,
+        consumers,
+        T::NAME,
+    );
+    elapsed
+}
+
+fn bench<T: Msg, F: Flavor<T>>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    producers: usize,
+    consumers: usize,
+) {
+    if consumers > 1 && !F::MULTI_CONSUMER {
+        return;
+    }
+    g.bench_function(BenchmarkId::new(T::NAME, F::name()), |b| {
+        b.iter_custom(|iters| run::<T, F>(producers, consumers, iters * MSGS))
+    });
+}
+
+fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(MSGS));
+    // Every iteration moves MSGS messages (milliseconds); flat sampling keeps
+    // the iteration count per sample even instead of growing it linearly.
+    g.sampling_mode(SamplingMode::Flat);
+    g
+}
+
+fn peers<T: Msg>(g: &mut BenchmarkGroup<'_, WallTime>, producers: usize, consumers: usize) {
+    bench::<T, Lanebus>(g, producers, consumers);
+    bench::<T, Crossbeam>(g, producers, consumers);
+    bench::<T, Kanal>(g, producers, consumers);
+    bench::<T, Flume>(g, producers, consumers);
+    bench::<T, StdSync>(g, producers, consumers);
+}
+
+fn topology(c: &mut Criterion, name: &str, producers: usize, consumers: usize) {
+    let mut g = group(c, &format!("{name}_{producers}p{consumers}c"));
+    peers::<u64>(&mut g, producers, consumers);
+    peers::<[u8; 256]>(&mut g, producers, consumers);
+    g.finish();
+}
+
+fn spsc(c: &mut Criterion) {
+    topology(c, "spsc", 1, 1);
+}
+
+fn mpsc(c: &mut Criterion) {
+    topology(c, "mpsc", 2, 1);
+}
+
+fn mpmc(c: &mut Criterion) {
+    topology(c, "mpmc", 2, 2);
+}
+
+fn mpmc_4x4(c: &mut Criterion) {
+    topology(c, "mpmc", 4, 4);
+}
+
+fn batch(c: &mut Criterion) {
+    let mut g = group(c, "batch_1p1c");
+    bench::<u64, LanebusBatch<16>>(&mut g, 1, 1);
+    bench::<u64, LanebusBatch<256>>(&mut g, 1, 1);
+    peers::<u64>(&mut g, 1, 1);
+    g.finish();
+}
+
+fn priority_overhead(c: &mut Criterion) {
+    for (producers, consumers) in [(1, 1), (2, 2)] {
+        let mut g = group(c, &format!("priority_overhead_{producers}p{consumers}c"));
+        bench::<u64, LanebusFourLanes>(&mut g, producers, consumers);
+        bench::<u64, LanebusOthersCap1>(&mut g, producers, consumers);
+        bench::<u64, Crossbeam>(&mut g, producers, consumers);
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    // Defaults sized so the whole suite takes about 5 minutes on 2 cores;
+    // `--warm-up-time`, `--measurement-time` and `--sample-size` override.
+    config = Criterion::default()
+        .sample_size(15)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = spsc, mpsc, mpmc, mpmc_4x4, batch, priority_overhead
+}
+criterion_main!(benches);
