@@ -1,0 +1,129 @@
+//! Helpers shared by the integration tests: a drop tracker, a tiny PRNG,
+//! a counting waker and scaled iteration counts.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+
+/// `normal` normally, `miri` under miri.
+pub fn scale(normal: usize, miri: usize) -> usize {
+    if cfg!(miri) {
+        miri
+    } else {
+        normal
+    }
+}
+
+/// Counts how often each id was dropped.
+#[derive(Debug)]
+pub struct Tracker {
+    drops: Vec<AtomicUsize>,
+    created: Vec<AtomicBool>,
+}
+
+impl Tracker {
+    pub fn new(n: usize) -> Arc<Self> {
+        Arc::new(Self {
+            drops: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            created: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        })
+    }
+
+    /// A new tracked value. Each id may be created once.
+    pub fn item(self: &Arc<Self>, id: usize) -> Tracked {
+        let was = self.created[id].swap(true, Ordering::Relaxed);
+        assert!(!was, "id {id} created twice");
+        Tracked {
+            id,
+            tracker: self.clone(),
+        }
+    }
+
+    pub fn drops_of(&self, id: usize) -> usize {
+        self.drops[id].load(Ordering::SeqCst)
+    }
+
+    /// Total number of destructor calls.
+    pub fn total_drops(&self) -> usize {
+        self.drops.iter().map(|d| d.load(Ordering::SeqCst)).sum()
+    }
+
+    /// Every created value was dropped exactly once, and nothing else.
+    pub fn assert_all_dropped_once(&self) {
+        for (id, d) in self.drops.iter().enumerate() {
+            let d = d.load(Ordering::SeqCst);
+            let created = self.created[id].load(Ordering::SeqCst);
+            let want = usize::from(created);
+            assert_eq!(d, want, "id {id} (created: {created}) dropped {d} times");
+        }
+    }
+}
+
+/// A value that records its drop in a [`Tracker`]; panics on a double drop
+/// (which would otherwise be UB, caught by miri).
+#[derive(Debug)]
+pub struct Tracked {
+    pub id: usize,
+    tracker: Arc<Tracker>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let before = self.tracker.drops[self.id].fetch_add(1, Ordering::SeqCst);
+        assert_eq!(before, 0, "id {} dropped twice", self.id);
+    }
+}
+
+/// xorshift64*: deterministic per seed, no dependency.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform-ish in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// A waker that counts its wake-ups.
+#[derive(Debug, Default)]
+pub struct CountingWaker {
+    wakes: AtomicUsize,
+}
+
+impl CountingWaker {
+    pub fn new() -> (Arc<Self>, Waker) {
+        let this = Arc::new(Self::default());
+        let waker = Waker::from(this.clone());
+        (this, waker)
+    }
+
+    pub fn count(&self) -> usize {
+        self.wakes.load(Ordering::SeqCst)
+    }
+}
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+    }
+}
