@@ -44,12 +44,26 @@ pub(crate) enum Attempt<R> {
 /// The blocking operation's deadline passed.
 pub(crate) struct TimedOut;
 
-/// What a receive scan found.
+/// What a receive found.
 pub(crate) enum Recv<T> {
+    Item(T),
+    /// Every lane is empty.
+    Empty,
+    /// Every lane is empty but for slots whose producers are still writing:
+    /// no completed send is waiting, but do not park (see [`Pop::Busy`]).
+    Busy,
+    /// Every lane is empty and the channel is closed.
+    Disconnected,
+}
+
+/// What one pass over the lanes found.
+enum Scan<T> {
     Item(T),
     Empty,
     Busy,
-    Disconnected,
+    /// A lane holds a finished message behind a slot still being written;
+    /// lower lanes must not be served before it (see [`Pop::Blocked`]).
+    Blocked,
 }
 
 /// The shared state of one channel.
@@ -176,37 +190,46 @@ impl<T> Chan<T> {
     /// message found; wakes a sender of that lane.
     #[inline]
     pub(crate) fn try_recv(&self) -> Recv<T> {
-        let found = self.scan();
-        match found {
-            Recv::Empty if handshake_load(&self.closed) != 0 => match self.scan() {
-                // Closed: everything pushed is visible now (module docs).
-                Recv::Empty => Recv::Disconnected,
-                other => other,
-            },
-            other => other,
+        let mut backoff = Backoff::new();
+        let mut closed = false;
+        loop {
+            match self.scan() {
+                Scan::Item(v) => return Recv::Item(v),
+                Scan::Busy => return Recv::Busy,
+                // A finished message must be served before lower lanes;
+                // its slot frees as soon as the writer ahead of it finishes.
+                Scan::Blocked => backoff.snooze(),
+                // Closed: a second scan sees every push that got in before
+                // the close (module docs), so empty now is empty for ever.
+                Scan::Empty if closed => return Recv::Disconnected,
+                Scan::Empty if handshake_load(&self.closed) != 0 => closed = true,
+                Scan::Empty => return Recv::Empty,
+            }
         }
     }
 
     /// One pass over the lanes, highest first.
     #[inline]
-    fn scan(&self) -> Recv<T> {
+    fn scan(&self) -> Scan<T> {
         let mut busy = false;
         for (lane, ring) in self.lanes.iter().enumerate() {
             match ring.try_pop(true) {
                 Pop::Item(value) => {
                     self.send_waiters[lane].notify(1);
-                    return Recv::Item(value);
+                    return Scan::Item(value);
                 }
-                // A producer is still writing this lane's front slot; its
-                // send has not returned, so a lower lane may be served.
+                // A producer is still writing this lane's front slot and no
+                // finished message waits behind it: its send has not
+                // returned, so a lower lane may be served.
                 Pop::Busy => busy = true,
+                Pop::Blocked => return Scan::Blocked,
                 Pop::Empty => {}
             }
         }
         if busy {
-            Recv::Busy
+            Scan::Busy
         } else {
-            Recv::Empty
+            Scan::Empty
         }
     }
 
@@ -256,8 +279,8 @@ impl<T> Chan<T> {
         }
         let mut n = self.drain_ready(out, max);
         if n == 0 {
-            // Nothing ready at a glance: one exact receive tells empty,
-            // busy and closed apart.
+            // Nothing ready: one exact receive waits out a blocked lane and
+            // tells empty, busy and closed apart.
             match self.try_recv() {
                 Recv::Item(v) => {
                     out.push(v);
@@ -271,21 +294,34 @@ impl<T> Chan<T> {
         Attempt::Done(Some(n))
     }
 
-    /// Pops ready messages lane by lane, highest first, up to `max`.
+    /// Pops ready messages lane by lane, highest first, up to `max`. Stops
+    /// at a lane that is blocked (a finished message behind a slot still
+    /// being written) rather than serve a lower lane before it.
     fn drain_ready(&self, out: &mut Vec<T>, max: usize) -> usize {
         let mut n = 0;
         for (lane, ring) in self.lanes.iter().enumerate() {
             let before = n;
-            // `pop_many` stops at the end of a lap: keep taking from this
-            // lane (its wrapped part) before a lower one is served.
+            let mut blocked = false;
             while n < max {
                 match ring.pop_many(out, max - n) {
-                    0 => break,
+                    // Nothing ready at the front (or the end of a lap):
+                    // one exact pop tells empty, busy and blocked apart.
+                    0 => match ring.try_pop(true) {
+                        Pop::Item(v) => {
+                            out.push(v);
+                            n += 1;
+                        }
+                        Pop::Blocked => {
+                            blocked = true;
+                            break;
+                        }
+                        Pop::Empty | Pop::Busy => break,
+                    },
                     k => n += k,
                 }
             }
             self.send_waiters[lane].notify(n - before);
-            if n == max {
+            if n == max || blocked {
                 break;
             }
         }
@@ -338,7 +374,7 @@ impl<T> Chan<T> {
                     Pop::Item(v) => drop(v),
                     Pop::Empty => break,
                     // A push that won its CAS before the mark: wait for it.
-                    Pop::Busy => backoff.snooze(),
+                    Pop::Busy | Pop::Blocked => backoff.snooze(),
                 }
             }
         }
@@ -504,5 +540,74 @@ impl<T> Drop for BatchSource<'_, T> {
             core::ptr::copy(base.add(self.taken), base, rest);
             self.vec.set_len(rest);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::priority::Priority;
+
+    fn chan() -> Chan<u32> {
+        Chan::new([4; LANES])
+    }
+
+    fn recv_now(chan: &Chan<u32>) -> Option<u32> {
+        match chan.try_recv() {
+            Recv::Item(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn unfinished_write_does_not_hold_up_lower_lanes() {
+        let chan = chan();
+        let urgent = &chan.lanes[Priority::Urgent.index()];
+        let pos = urgent.claim_without_writing();
+        chan.try_send(Priority::Normal.index(), 2).ok().unwrap();
+        // The urgent send has not returned: serving Normal is correct.
+        assert_eq!(recv_now(&chan), Some(2));
+        assert!(matches!(chan.try_recv(), Recv::Busy));
+        urgent.finish_write(pos, 1);
+        assert_eq!(recv_now(&chan), Some(1));
+    }
+
+    #[test]
+    fn finished_message_behind_unfinished_write_is_served_first() {
+        let chan = std::sync::Arc::new(chan());
+        let urgent = Priority::Urgent.index();
+        let pos = chan.lanes[urgent].claim_without_writing();
+        chan.try_send(urgent, 11).ok().unwrap();
+        chan.try_send(Priority::Low.index(), 30).ok().unwrap();
+        let writer = {
+            let chan = chan.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                chan.lanes[urgent].finish_write(pos, 10);
+            })
+        };
+        // Urgent 11 was sent before this receive started: it must come
+        // before Low 30, so the receive waits for the writer ahead of it.
+        let mut out = Vec::new();
+        assert_eq!(chan.recv_batch(&mut out, 8), Ok(3));
+        assert_eq!(out, [10, 11, 30]);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn blocked_lane_stops_a_batch_that_already_has_messages() {
+        let chan = std::sync::Arc::new(chan());
+        let high = Priority::High.index();
+        chan.try_send(Priority::Urgent.index(), 1).ok().unwrap();
+        let pos = chan.lanes[high].claim_without_writing();
+        chan.try_send(high, 21).ok().unwrap();
+        chan.try_send(Priority::Normal.index(), 3).ok().unwrap();
+        let mut out = Vec::new();
+        // Urgent is taken; High is blocked, so Normal must not be.
+        assert_eq!(chan.try_recv_batch(&mut out, 8), Ok(1));
+        assert_eq!(out, [1]);
+        chan.lanes[high].finish_write(pos, 20);
+        assert_eq!(chan.try_recv_batch(&mut out, 8), Ok(3));
+        assert_eq!(out, [1, 20, 21, 3]);
     }
 }

@@ -54,8 +54,14 @@ pub(crate) enum Pop<T> {
     /// Nothing is queued and no producer is writing.
     Empty,
     /// A producer has claimed the front slot but not yet finished writing it
-    /// (it may be descheduled). The ring is not empty; retry later.
+    /// (it may be descheduled), and no finished value waits behind it: no
+    /// send into this ring has completed that is not yet received, so the
+    /// ring counts as empty, but a waiter must retry rather than park.
     Busy,
+    /// The front slot is being written, and a finished value waits behind
+    /// it: the ring is not empty, but nothing can be popped until that
+    /// producer finishes.
+    Blocked,
 }
 
 /// A bounded MPMC ring; see the module docs for the protocol.
@@ -243,7 +249,11 @@ impl<T> Ring<T> {
                 // A producer claimed `head` (or later) and has not finished.
                 let now = self.head.load(Ordering::Relaxed);
                 if now == head {
-                    return Pop::Busy;
+                    return if self.finished_between(head, tail) {
+                        Pop::Blocked
+                    } else {
+                        Pop::Busy
+                    };
                 }
                 head = now;
             } else {
@@ -252,6 +262,25 @@ impl<T> Ring<T> {
                 head = self.head.load(Ordering::Relaxed);
             }
         }
+    }
+
+    /// True if a position strictly between `head` and `tail` holds a
+    /// finished value. `tail` must be reachable from `head` (read after it).
+    #[cold]
+    fn finished_between(&self, head: usize, tail: usize) -> bool {
+        let mut pos = self.next(head);
+        // At most a lap of positions lies between the two.
+        for _ in 0..self.cap {
+            if pos == tail {
+                break;
+            }
+            // Acquire: as in `try_pop`.
+            if self.slot(pos).stamp.load(Ordering::Acquire) == pos + 1 {
+                return true;
+            }
+            pos = self.next(pos);
+        }
+        false
     }
 
     /// Pushes up to `n` values read from `src`, in order, claiming a run of
@@ -455,9 +484,51 @@ impl<T> Drop for Ring<T> {
     }
 }
 
+/// Test hooks that stop a producer half-way through a push.
+#[cfg(all(test, not(loom)))]
+impl<T> Ring<T> {
+    /// Claims the next position like `push` does, but does not write it
+    /// (a producer descheduled after its CAS). Returns the position.
+    pub(crate) fn claim_without_writing(&self) -> usize {
+        let tail = self.tail.load(Ordering::Relaxed);
+        assert_eq!(self.slot(tail).stamp.load(Ordering::Relaxed), tail);
+        let next = self.next(tail);
+        self.tail
+            .compare_exchange(tail, next, Ordering::SeqCst, Ordering::Relaxed)
+            .expect("no concurrent push in this test");
+        tail
+    }
+
+    /// Finishes the push of a position claimed by `claim_without_writing`.
+    pub(crate) fn finish_write(&self, pos: usize, value: T) {
+        let slot = self.slot(pos);
+        // SAFETY: `pos` was claimed by `claim_without_writing` and not
+        // written yet, so this is the producer's write step.
+        slot.value.with_mut(|p| unsafe { (*p).write(value) });
+        slot.stamp.store(pos + 1, Ordering::Release);
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_then_blocked_then_ready() {
+        let r = Ring::new(3);
+        let pos = r.claim_without_writing();
+        // Only an unfinished write: counts as empty, but busy.
+        assert!(matches!(r.try_pop(true), Pop::Busy));
+        assert!(matches!(r.try_pop(false), Pop::Empty));
+        assert!(r.push(7).is_ok());
+        // A finished value waits behind the unfinished one.
+        assert!(matches!(r.try_pop(true), Pop::Blocked));
+        let mut out = Vec::new();
+        assert_eq!(r.pop_many(&mut out, 3), 0);
+        r.finish_write(pos, 6);
+        assert_eq!(r.pop_many(&mut out, 3), 2);
+        assert_eq!(out, [6, 7]);
+    }
 
     #[test]
     fn position_layout() {
