@@ -106,7 +106,13 @@ impl<T> Chan<T> {
                 Ok(())
             }
             Err(PushError::Full(v)) => Err(TrySendError::Full(v)),
-            Err(PushError::Closed(v)) => Err(TrySendError::Disconnected(v)),
+            Err(PushError::Closed(v)) => {
+                // A close may be half-way (it marks the lanes one by one):
+                // finish it, so that once a send reports `Disconnected`,
+                // every lane is closed and `is_closed` is true.
+                self.close();
+                Err(TrySendError::Disconnected(v))
+            }
         }
     }
 
@@ -149,9 +155,10 @@ impl<T> Chan<T> {
         lane: usize,
         slot: &mut Option<T>,
         wait: &mut Option<WaitId>,
+        sticky: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), T>> {
-        self.poll(&self.send_waiters[lane], wait, cx, || {
+        self.poll(&self.send_waiters[lane], wait, sticky, cx, || {
             self.send_attempt(lane, slot)
         })
     }
@@ -173,7 +180,10 @@ impl<T> Chan<T> {
                         batch.advance(k);
                         self.recv_waiters.notify(k);
                     }
-                    Err(()) => return Attempt::Done(Err(())),
+                    Err(()) => {
+                        self.close(); // as in `try_send`
+                        return Attempt::Done(Err(()));
+                    }
                 }
             }
             Attempt::Done(Ok(()))
@@ -190,15 +200,15 @@ impl<T> Chan<T> {
     /// message found; wakes a sender of that lane.
     #[inline]
     pub(crate) fn try_recv(&self) -> Recv<T> {
-        let mut backoff = Backoff::new();
         let mut closed = false;
         loop {
             match self.scan() {
                 Scan::Item(v) => return Recv::Item(v),
-                Scan::Busy => return Recv::Busy,
-                // A finished message must be served before lower lanes;
-                // its slot frees as soon as the writer ahead of it finishes.
-                Scan::Blocked => backoff.snooze(),
+                // Blocked: a finished message must be served before lower
+                // lanes, but only the writer ahead of it can free it. Never
+                // spin here (this also serves `try_recv` and `poll`): the
+                // caller retries.
+                Scan::Busy | Scan::Blocked => return Recv::Busy,
                 // Closed: a second scan sees every push that got in before
                 // the close (module docs), so empty now is empty for ever.
                 Scan::Empty if closed => return Recv::Disconnected,
@@ -255,9 +265,10 @@ impl<T> Chan<T> {
     pub(crate) fn poll_recv(
         &self,
         wait: &mut Option<WaitId>,
+        sticky: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Option<T>> {
-        self.poll(&self.recv_waiters, wait, cx, || self.recv_attempt())
+        self.poll(&self.recv_waiters, wait, sticky, cx, || self.recv_attempt())
     }
 
     /// Takes up to `max` messages that are ready now, highest lane first.
@@ -409,9 +420,10 @@ impl<T> Chan<T> {
             match attempt() {
                 Attempt::Done(r) => {
                     if let Some(id) = registered {
-                        // Woken or not, this thread made progress; a wake-up
-                        // it received was for the state it just consumed.
-                        list.cancel(id);
+                        // Registered, then succeeded on the re-check: a
+                        // wake-up that arrived since was for a message (or
+                        // slot) this attempt did not take, so pass it on.
+                        list.cancel_and_forward(id);
                     }
                     return Ok(r);
                 }
@@ -421,6 +433,9 @@ impl<T> Chan<T> {
                     if let Some(id) = registered.take() {
                         list.cancel(id);
                     }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(TimedOut);
+                    }
                     backoff.snooze();
                     continue;
                 }
@@ -428,22 +443,22 @@ impl<T> Chan<T> {
             }
             match registered.take() {
                 None => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(TimedOut);
+                    }
                     if !backoff.is_completed() {
                         backoff.snooze();
                         continue;
                     }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(TimedOut);
-                    }
                     // Register, then loop to try once more before parking:
                     // the handshake of `wait`.
-                    registered = Some(list.register(Unpark::Thread(thread::current())));
+                    registered = Some(list.register(Unpark::Thread(thread::current()), false));
                 }
                 Some(id) => {
                     crate::loom::park(deadline);
                     // Whether woken, timed out or spurious: leave the list
-                    // and try again (a woken waiter always retries, so its
-                    // wake-up is never wasted).
+                    // and try again. A woken waiter always retries once, and
+                    // that retry is what its wake-up was for.
                     list.cancel(id);
                 }
             }
@@ -453,10 +468,13 @@ impl<T> Chan<T> {
     /// The async form of [`Chan::block`]: one poll. `wait` keeps the
     /// registration between polls; the owner of `wait` must call
     /// [`WaitList::cancel_and_forward`] if it is dropped while registered.
+    /// `sticky` marks a registration that may outlive the task's interest
+    /// (a `Stream` or `Sink` handle; see [`WaitList::register`]).
     pub(crate) fn poll<R>(
         &self,
         list: &WaitList,
         wait: &mut Option<WaitId>,
+        sticky: bool,
         cx: &mut Context<'_>,
         mut attempt: impl FnMut() -> Attempt<R>,
     ) -> Poll<R> {
@@ -464,12 +482,17 @@ impl<T> Chan<T> {
             match attempt() {
                 Attempt::Done(r) => {
                     if let Some(id) = wait.take() {
-                        list.cancel(id);
+                        // As in `block`: a wake-up since the last poll was
+                        // not for what this attempt took.
+                        list.cancel_and_forward(id);
                     }
                     return Poll::Ready(r);
                 }
                 Attempt::Busy => {
-                    // A producer is mid-write: poll again soon.
+                    // A producer is mid-write: poll again soon. (A spin
+                    // loop through the executor: hint it, and let loom
+                    // switch threads here.)
+                    crate::loom::spin_loop();
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
@@ -479,7 +502,7 @@ impl<T> Chan<T> {
                 // Still registered: keep the newest waker and wait.
                 Some(id) if list.refresh(id, cx.waker()) => return Poll::Pending,
                 // Not registered, or woken since: register, then try again.
-                _ => *wait = Some(list.register(Unpark::Waker(cx.waker().clone()))),
+                _ => *wait = Some(list.register(Unpark::Waker(cx.waker().clone()), sticky)),
             }
         }
     }
@@ -609,5 +632,56 @@ mod tests {
         chan.lanes[high].finish_write(pos, 20);
         assert_eq!(chan.try_recv_batch(&mut out, 8), Ok(3));
         assert_eq!(out, [1, 20, 21, 3]);
+    }
+
+    /// A waiter that registered and then took a message on its re-check
+    /// must pass on a wake-up that arrived in between: it was for another
+    /// message, and another waiter is parked behind it.
+    #[test]
+    fn registered_waiter_that_succeeds_forwards_its_wakeup() {
+        use std::sync::{mpsc, Arc};
+
+        let chan = Arc::new(chan());
+        let normal = Priority::Normal.index();
+        // m0 arrives while nobody waits: its notify wakes no one.
+        chan.try_send(normal, 0).ok().unwrap();
+        let (tx_go, rx_go) = mpsc::channel();
+        let (tx_cont, rx_cont) = mpsc::channel::<()>();
+        let r1 = {
+            let c = chan.clone();
+            std::thread::spawn(move || {
+                let mut rechecked = false;
+                c.block(&c.recv_waiters, None, || {
+                    // First attempt: as if R1 looked before m0 arrived.
+                    if c.recv_waiters.waiting() == 0 && !rechecked {
+                        return Attempt::Wait;
+                    }
+                    // The re-check after registering: takes m0, then
+                    // pauses until R2 is parked and m1 was sent.
+                    let a = c.recv_attempt();
+                    if !rechecked {
+                        rechecked = true;
+                        tx_go.send(()).unwrap();
+                        rx_cont.recv().unwrap();
+                    }
+                    a
+                })
+            })
+        };
+        rx_go.recv().unwrap();
+        let r2 = {
+            let c = chan.clone();
+            std::thread::spawn(move || c.recv(None).ok())
+        };
+        while chan.recv_waiters.waiting() < 2 {
+            std::thread::yield_now();
+        }
+        // m1: its notify pops R1's entry (the oldest), not R2's.
+        chan.try_send(normal, 1).ok().unwrap();
+        tx_cont.send(()).unwrap();
+        assert_eq!(r1.join().unwrap().ok().flatten(), Some(0));
+        // R2 gets m1 only if R1 forwarded the wake-up (else it parks for
+        // ever and this join hangs the test).
+        assert_eq!(r2.join().unwrap(), Some(1));
     }
 }

@@ -47,18 +47,18 @@ impl<'a, T> SendFut<'a, T> {
     }
 }
 
+/// # Panics
+///
+/// If polled again after it returned `Ready`.
 impl<T> Future for SendFut<'_, T> {
     type Output = Result<(), SendError<T>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.value.is_none() {
-            // Completed already (polled after `Ready`).
-            return Poll::Ready(Ok(()));
-        }
+        assert!(this.value.is_some(), "SendFut polled after completion");
         this.sender
             .chan
-            .poll_send(this.lane, &mut this.value, &mut this.wait, cx)
+            .poll_send(this.lane, &mut this.value, &mut this.wait, false, cx)
             .map(|r| r.map_err(SendError))
     }
 }
@@ -98,13 +98,17 @@ impl<'a, T> RecvFut<'a, T> {
     }
 }
 
+/// # Panics
+///
+/// If polled again after it returned `Ready`.
 impl<T> Future for RecvFut<'_, T> {
     type Output = Result<T, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        assert!(!this.done, "RecvFut polled after completion");
         let chan = &this.receiver.chan;
-        let out = chan.poll_recv(&mut this.wait, cx);
+        let out = chan.poll_recv(&mut this.wait, false, cx);
         if out.is_ready() {
             this.done = true;
         }
@@ -133,7 +137,7 @@ impl<T> Stream for Receiver<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let this = self.get_mut();
-        this.chan.poll_recv(&mut this.stream_wait, cx)
+        this.chan.poll_recv(&mut this.stream_wait, true, cx)
     }
 }
 
@@ -181,7 +185,7 @@ impl<T> Sink<T> for Sender<T> {
         }
         let lane = Priority::Normal.index();
         this.chan
-            .poll_send(lane, &mut this.sink.item, &mut this.sink.wait, cx)
+            .poll_send(lane, &mut this.sink.item, &mut this.sink.wait, true, cx)
             .map(|r| r.map_err(SendError))
     }
 

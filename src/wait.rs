@@ -16,9 +16,17 @@
 //! # Passing a wake-up on
 //!
 //! A notified waiter is removed from the list. If it then gives up without
-//! retrying (an async future dropped after its waker fired), it must call
-//! [`WaitList::notify`] with 1 so that the wake-up reaches someone who can use
-//! it (the "notify_one lost wake-up" bug class).
+//! retrying (an async future dropped after its waker fired), or succeeds
+//! without the notified state (it registered, then its re-check took a
+//! message), it calls [`WaitList::cancel_and_forward`] so that the wake-up
+//! reaches someone who can use it (the "notify_one lost wake-up" bug class).
+//!
+//! A *sticky* registration belongs to a handle rather than a future (a
+//! `Receiver` polled as a `Stream`, a `Sender` as a `Sink`): it stays in the
+//! list while its task may have stopped polling that handle (the `next()`
+//! future lost a `select!`). Waking it proves nothing, so a notification
+//! that pops a sticky entry keeps going until it has also woken a
+//! non-sticky one (or emptied the list).
 
 use core::task::Waker;
 use std::collections::VecDeque;
@@ -46,10 +54,17 @@ impl Unpark {
 /// Identifies one registration, to update or cancel it.
 pub(crate) type WaitId = u64;
 
+#[derive(Debug)]
+struct Entry {
+    id: WaitId,
+    unpark: Unpark,
+    sticky: bool,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     next_id: WaitId,
-    entries: VecDeque<(WaitId, Unpark)>,
+    entries: VecDeque<Entry>,
 }
 
 /// A FIFO list of waiters; see the module docs.
@@ -74,13 +89,14 @@ impl WaitList {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a waiter. The caller must re-check its condition afterwards and
-    /// only then park or return `Pending`.
-    pub(crate) fn register(&self, unpark: Unpark) -> WaitId {
+    /// Adds a waiter (`sticky`: see the module docs). The caller must
+    /// re-check its condition afterwards and only then park or return
+    /// `Pending`.
+    pub(crate) fn register(&self, unpark: Unpark, sticky: bool) -> WaitId {
         let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
-        inner.entries.push_back((id, unpark));
+        inner.entries.push_back(Entry { id, unpark, sticky });
         // SeqCst RMW: the publish half of the handshake (module docs).
         self.len.fetch_add(1, Ordering::SeqCst);
         id
@@ -90,15 +106,18 @@ impl WaitList {
     /// registration is gone (it was notified): register again.
     pub(crate) fn refresh(&self, id: WaitId, waker: &Waker) -> bool {
         let mut inner = self.lock();
-        match inner.entries.iter_mut().find(|(i, _)| *i == id) {
-            Some((_, Unpark::Waker(w))) => {
+        match inner.entries.iter_mut().find(|e| e.id == id) {
+            Some(Entry {
+                unpark: Unpark::Waker(w),
+                ..
+            }) => {
                 if !w.will_wake(waker) {
                     w.clone_from(waker);
                 }
                 true
             }
-            Some((_, unpark)) => {
-                *unpark = Unpark::Waker(waker.clone());
+            Some(entry) => {
+                entry.unpark = Unpark::Waker(waker.clone());
                 true
             }
             None => false,
@@ -109,7 +128,7 @@ impl WaitList {
     /// false if a notifier took it (this waiter was woken).
     pub(crate) fn cancel(&self, id: WaitId) -> bool {
         let mut inner = self.lock();
-        match inner.entries.iter().position(|(i, _)| *i == id) {
+        match inner.entries.iter().position(|e| e.id == id) {
             Some(at) => {
                 inner.entries.remove(at);
                 self.len.fetch_sub(1, Ordering::Relaxed);
@@ -136,6 +155,12 @@ impl WaitList {
         self.notify_slow(n);
     }
 
+    /// Number of registered waiters (a snapshot, for tests).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn waiting(&self) -> usize {
+        self.len.load(Ordering::SeqCst)
+    }
+
     /// Wakes every waiter.
     #[inline]
     pub(crate) fn notify_all(&self) {
@@ -145,24 +170,30 @@ impl WaitList {
     #[cold]
     fn notify_slow(&self, n: usize) {
         let mut inner = self.lock();
-        if n == 1 {
+        // Pop until `n` non-sticky waiters are out (module docs).
+        let mut plain = 0;
+        let mut popped = 0;
+        while plain < n && popped < inner.entries.len() {
+            plain += usize::from(!inner.entries[popped].sticky);
+            popped += 1;
+        }
+        if popped == 0 {
+            return;
+        }
+        self.len.fetch_sub(popped, Ordering::Relaxed);
+        if popped == 1 {
             // The common case: no allocation.
             let first = inner.entries.pop_front();
-            if first.is_some() {
-                self.len.fetch_sub(1, Ordering::Relaxed);
-            }
             drop(inner);
-            if let Some((_, unpark)) = first {
-                unpark.wake();
+            if let Some(entry) = first {
+                entry.unpark.wake();
             }
             return;
         }
-        let k = n.min(inner.entries.len());
-        let woken: Vec<_> = inner.entries.drain(..k).collect();
-        self.len.fetch_sub(k, Ordering::Relaxed);
+        let woken: Vec<Entry> = inner.entries.drain(..popped).collect();
         drop(inner);
-        for (_, unpark) in woken {
-            unpark.wake();
+        for entry in woken {
+            entry.unpark.wake();
         }
     }
 }
