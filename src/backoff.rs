@@ -8,9 +8,11 @@ use crate::loom::{spin_loop, yield_now};
 const SPIN_LIMIT: u32 = 6;
 
 /// Steps after which [`Backoff::is_completed`] says "park now". Under loom it
-/// is zero so that the models go straight to the park/wake protocol.
+/// is zero so that the models go straight to the park/wake protocol (a
+/// thread that yields first is one loom rarely preempts at the interesting
+/// point).
 #[cfg(not(loom))]
-const PARK_AFTER: u32 = 10;
+const PARK_AFTER: u32 = 11;
 #[cfg(loom)]
 const PARK_AFTER: u32 = 0;
 
@@ -49,7 +51,7 @@ impl Backoff {
         } else {
             yield_now();
         }
-        if self.step <= PARK_AFTER {
+        if self.step < PARK_AFTER {
             self.step += 1;
         }
     }
@@ -58,6 +60,6 @@ impl Backoff {
     /// caller should park instead.
     #[inline]
     pub(crate) fn is_completed(&self) -> bool {
-        self.step > PARK_AFTER
+        self.step >= PARK_AFTER
     }
 }

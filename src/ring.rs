@@ -154,8 +154,7 @@ impl<T> Ring<T> {
             if stamp == tail {
                 // The slot is free for `tail`: claim it. SeqCst: this CAS is
                 // the "publish" half of the handshake with a parking receiver
-                // (see `Chan`), and pairs with the fence in `try_pop`'s empty
-                // check.
+                // (see `Chan`), read by `handshake_load(tail)` in `try_pop`.
                 match self.tail.compare_exchange_weak(
                     tail,
                     self.next(tail),
@@ -213,8 +212,8 @@ impl<T> Ring<T> {
             // value it wrote is visible to our read.
             let stamp = slot.stamp.load(Ordering::Acquire);
             if stamp == head + 1 {
-                // SeqCst: pairs with the fence in `push`'s full check and is
-                // the "publish" half of the handshake with a parked sender.
+                // SeqCst: the "publish" half of the handshake with a parked
+                // sender, read by `handshake_load(head)` in `push`.
                 match self.head.compare_exchange_weak(
                     head,
                     self.next(head),
@@ -265,7 +264,9 @@ impl<T> Ring<T> {
     }
 
     /// True if a position strictly between `head` and `tail` holds a
-    /// finished value. `tail` must be reachable from `head` (read after it).
+    /// finished value. If `tail` is not ahead of `head` (a stale read), the
+    /// walk stops after one lap; either answer then only makes the caller
+    /// retry.
     #[cold]
     fn finished_between(&self, head: usize, tail: usize) -> bool {
         let mut pos = self.next(head);
