@@ -19,8 +19,9 @@
 //!   there as the single-lane reference.
 //!
 //! Each sample runs in fresh threads (`iter_custom`): the channel is created,
-//! producers and consumers start and meet the main thread at a `Barrier`, and
-//! the clock runs from the barrier until every thread has been joined. The
+//! producers and consumers meet at a `Barrier`, and the time runs from the
+//! first worker leaving it to the last one finishing (each worker reads the
+//! clock itself). The
 //! producers send the sequence numbers `0..n` between them (for 256-byte
 //! messages in the first 8 bytes); each consumer counts and sums what it gets
 //! and, after the clock stops, the totals are checked against `0..n`, so a
@@ -335,14 +336,17 @@ impl<T: Msg, const B: usize> Flavor<T> for LanebusBatch<B> {
 }
 
 /// Sends `0..total` from `producers` threads to `consumers` threads through
-/// a fresh channel; returns the time from the start barrier until every
-/// thread is joined. Panics unless every message arrived exactly once.
+/// a fresh channel; returns the time from the first worker leaving the start
+/// barrier to the last worker finishing. Each worker reads the clock itself:
+/// on 2 cores the main thread may not run again until the workers are done,
+/// so a clock in the main thread would start late. Panics unless every
+/// message arrived exactly once.
 fn run<T: Msg, F: Flavor<T>>(producers: usize, consumers: usize, total: u64) -> Duration {
     assert!(consumers == 1 || F::MULTI_CONSUMER);
     assert_eq!(total % producers as u64, 0);
     let per_producer = total / producers as u64;
     let (tx, rx) = F::channel();
-    let barrier = Arc::new(Barrier::new(producers + consumers + 1));
+    let barrier = Arc::new(Barrier::new(producers + consumers));
 
     let senders: Vec<_> = (0..producers as u64)
         .map(|p| {
@@ -350,7 +354,9 @@ fn run<T: Msg, F: Flavor<T>>(producers: usize, consumers: usize, total: u64) -> 
             let barrier = barrier.clone();
             thread::spawn(move || {
                 barrier.wait();
+                let start = Instant::now();
                 F::produce(&tx, p * per_producer..(p + 1) * per_producer);
+                (start, Instant::now())
             })
         })
         .collect();
@@ -367,21 +373,33 @@ fn run<T: Msg, F: Flavor<T>>(producers: usize, consumers: usize, total: u64) -> 
             let barrier = barrier.clone();
             thread::spawn(move || {
                 barrier.wait();
-                F::consume(&rx)
+                let start = Instant::now();
+                let tally = F::consume(&rx);
+                (tally, (start, Instant::now()))
             })
         })
         .collect();
 
-    barrier.wait();
-    let start = Instant::now();
-    for s in senders {
-        s.join().expect("producer panicked");
-    }
-    let tally = receivers
+    let mut spans: Vec<(Instant, Instant)> = senders
         .into_iter()
-        .map(|r| r.join().expect("consumer panicked"))
-        .fold(Tally::default(), Tally::merge);
-    let elapsed = start.elapsed();
+        .map(|s| s.join().expect("producer panicked"))
+        .collect();
+    let mut tally = Tally::default();
+    for r in receivers {
+        let (t, span) = r.join().expect("consumer panicked");
+        tally = Tally::merge(tally, t);
+        spans.push(span);
+    }
+    let first = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("at least one worker");
+    let last = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("at least one worker");
 
     assert_eq!(
         tally,
@@ -392,7 +410,7 @@ fn run<T: Msg, F: Flavor<T>>(producers: usize, consumers: usize, total: u64) -> 
         consumers,
         T::NAME,
     );
-    elapsed
+    last - first
 }
 
 fn bench<T: Msg, F: Flavor<T>>(

@@ -1,1 +1,770 @@
-fn main() {}
+//! Interleaved throughput comparison of lanebus against crossbeam-channel,
+//! kanal, flume and `std::sync::mpsc::sync_channel`, all bounded to 1024.
+//!
+//! # Why not criterion
+//!
+//! Criterion measures one channel's benchmark as one block. On a small,
+//! shared VM the machine has slow phases, so a whole block can land in one
+//! and the same cell varies 2-5x between runs. Here every round runs every
+//! channel once per scenario, one after the other, in an order that rotates
+//! from round to round (no channel is always first), so slow phases hit all
+//! channels alike and the ratios measured side by side mean something.
+//!
+//! # Run
+//!
+//! ```text
+//! cargo bench --bench interleaved -- --rounds 5
+//! cargo bench --bench interleaved -- --filter mpmc --messages 2000000
+//! LANEBUS_BENCH_QUICK=1 cargo bench --bench interleaved   # 1 round, 20k msgs
+//! ```
+//!
+//! Options: `--rounds R` (default 5), `--messages N` per run (default
+//! 1,000,000), `--filter SUB` (only scenarios whose name contains `SUB`; a
+//! bare argument works too). A default run takes well under a minute on 2
+//! cores, so more rounds are cheap and make the medians steadier.
+//!
+//! # Scenarios
+//!
+//! `<kind>_<P>p<C>c/<message>`: `P` producer and `C` consumer threads.
+//! `spsc_1p1c`, `mpsc_2p1c`, `mpmc_2p2c`, `mpmc_4p4c` (oversubscribed on 2
+//! cores on purpose), each for `u64` and 256-byte messages, one `send`/`recv`
+//! per message; `batch_1p1c/u64`, where lanebus uses `send_batch`/
+//! `recv_batch` of 256 and the peers send and receive one message at a time.
+//! `std` is single-consumer and only runs where `C` is 1.
+//!
+//! Every run starts fresh threads that meet at a `Barrier`; the clock runs
+//! from the first thread leaving the barrier until the last one finished
+//! (read by the threads themselves, since on 2 cores the main thread may not
+//! be scheduled again until the work is done). The
+//! producers send the sequence numbers `0..N` between them (in the first 8
+//! bytes of a 256-byte message); each consumer counts and sums what it got,
+//! and the harness panics unless every number arrived exactly once. Before
+//! the timed rounds, one untimed warm-up pass runs everything at N/10.
+//!
+//! # Reading the table
+//!
+//! Each channel cell is the median throughput over the rounds in millions of
+//! messages per second, with `[min-max]` over the rounds: a wide range means
+//! the machine was noisy, not that the channel was. `lanebus / best` is the
+//! lanebus median over the best peer median (above 1: lanebus is faster), and
+//! `paired` is the median over rounds of lanebus over that same peer within
+//! each round, which cancels slow phases longer than one scenario. Trust
+//! ratios, not absolute numbers, and compare runs only on the same machine.
+
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::process::Command;
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The capacity of every channel (of every lane, for lanebus).
+const CAP: usize = 1024;
+/// Messages per `send_batch`/`recv_batch` in `batch_1p1c`.
+const BATCH: usize = 256;
+const DEFAULT_ROUNDS: usize = 5;
+const DEFAULT_MESSAGES: u64 = 1_000_000;
+/// The table's channel columns, in order; the first is the one compared.
+const COLUMNS: [&str; 5] = ["lanebus", "crossbeam", "kanal", "flume", "std"];
+
+// ---------------------------------------------------------------- messages
+
+/// A message that carries a sequence number.
+trait Msg: Send + 'static {
+    const NAME: &'static str;
+    fn new(seq: u64) -> Self;
+    fn seq(&self) -> u64;
+}
+
+impl Msg for u64 {
+    const NAME: &'static str = "u64";
+
+    #[inline]
+    fn new(seq: u64) -> Self {
+        seq
+    }
+
+    #[inline]
+    fn seq(&self) -> u64 {
+        *self
+    }
+}
+
+impl Msg for [u8; 256] {
+    const NAME: &'static str = "256B";
+
+    #[inline]
+    fn new(seq: u64) -> Self {
+        let mut m = [0u8; 256];
+        m[..8].copy_from_slice(&seq.to_le_bytes());
+        m
+    }
+
+    #[inline]
+    fn seq(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self[..8]);
+        u64::from_le_bytes(b)
+    }
+}
+
+/// What consumers received: count, sum and (wrapping) sum of squares of the
+/// sequence numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tally {
+    count: u64,
+    sum: u64,
+    squares: u64,
+}
+
+impl Tally {
+    #[inline]
+    fn add(&mut self, seq: u64) {
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(seq);
+        self.squares = self.squares.wrapping_add(seq.wrapping_mul(seq));
+    }
+
+    fn merge(self, other: Tally) -> Tally {
+        Tally {
+            count: self.count + other.count,
+            sum: self.sum.wrapping_add(other.sum),
+            squares: self.squares.wrapping_add(other.squares),
+        }
+    }
+
+    /// The tally of `0..n`, each exactly once.
+    fn expected(n: u64) -> Tally {
+        let n = u128::from(n);
+        let sum = n * n.saturating_sub(1) / 2;
+        let squares = n.saturating_sub(1) * n * (2 * n).saturating_sub(1) / 6;
+        Tally {
+            count: n as u64,
+            sum: sum as u64,
+            squares: squares as u64,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- channels
+
+/// A channel under test. `produce`/`consume` default to one message per call.
+trait Flavor<T: Msg>: 'static {
+    type Tx: Send + 'static;
+    type Rx: Send + 'static;
+    /// The table column.
+    const NAME: &'static str;
+    /// False for single-consumer channels (std).
+    const MULTI_CONSUMER: bool = true;
+
+    fn channel() -> (Self::Tx, Self::Rx);
+    fn clone_tx(tx: &Self::Tx) -> Self::Tx;
+    fn clone_rx(rx: &Self::Rx) -> Self::Rx;
+    fn send(tx: &Self::Tx, msg: T);
+    /// `None` once every sender is gone and the channel is empty.
+    fn recv(rx: &Self::Rx) -> Option<T>;
+
+    fn produce(tx: &Self::Tx, seqs: Range<u64>) {
+        for seq in seqs {
+            Self::send(tx, T::new(seq));
+        }
+    }
+
+    fn consume(rx: &Self::Rx) -> Tally {
+        let mut tally = Tally::default();
+        while let Some(msg) = Self::recv(rx) {
+            tally.add(msg.seq());
+        }
+        tally
+    }
+}
+
+/// A `Flavor` for channels whose handles are `Clone` and whose `send`/`recv`
+/// return `Result`.
+macro_rules! flavor {
+    ($ty:ident, $name:expr, $tx:ty, $rx:ty, $new:expr) => {
+        struct $ty;
+
+        impl<T: Msg> Flavor<T> for $ty {
+            type Tx = $tx;
+            type Rx = $rx;
+            const NAME: &'static str = $name;
+
+            fn channel() -> (Self::Tx, Self::Rx) {
+                $new
+            }
+
+            fn clone_tx(tx: &Self::Tx) -> Self::Tx {
+                tx.clone()
+            }
+
+            fn clone_rx(rx: &Self::Rx) -> Self::Rx {
+                rx.clone()
+            }
+
+            #[inline]
+            fn send(tx: &Self::Tx, msg: T) {
+                if tx.send(msg).is_err() {
+                    panic!("{}: receivers gone", $name);
+                }
+            }
+
+            #[inline]
+            fn recv(rx: &Self::Rx) -> Option<T> {
+                rx.recv().ok()
+            }
+        }
+    };
+}
+
+flavor!(
+    Lanebus,
+    "lanebus",
+    lanebus::Sender<T>,
+    lanebus::Receiver<T>,
+    lanebus::bounded(CAP)
+);
+flavor!(
+    Crossbeam,
+    "crossbeam",
+    crossbeam_channel::Sender<T>,
+    crossbeam_channel::Receiver<T>,
+    crossbeam_channel::bounded(CAP)
+);
+flavor!(
+    Kanal,
+    "kanal",
+    kanal::Sender<T>,
+    kanal::Receiver<T>,
+    kanal::bounded(CAP)
+);
+flavor!(
+    Flume,
+    "flume",
+    flume::Sender<T>,
+    flume::Receiver<T>,
+    flume::bounded(CAP)
+);
+
+/// `std::sync::mpsc::sync_channel`; single consumer.
+struct StdSync;
+
+impl<T: Msg> Flavor<T> for StdSync {
+    type Tx = mpsc::SyncSender<T>;
+    type Rx = mpsc::Receiver<T>;
+    const NAME: &'static str = "std";
+    const MULTI_CONSUMER: bool = false;
+
+    fn channel() -> (Self::Tx, Self::Rx) {
+        mpsc::sync_channel(CAP)
+    }
+
+    fn clone_tx(tx: &Self::Tx) -> Self::Tx {
+        tx.clone()
+    }
+
+    fn clone_rx(_: &Self::Rx) -> Self::Rx {
+        unreachable!("std::sync::mpsc has a single consumer")
+    }
+
+    #[inline]
+    fn send(tx: &Self::Tx, msg: T) {
+        tx.send(msg).expect("std: receiver gone");
+    }
+
+    #[inline]
+    fn recv(rx: &Self::Rx) -> Option<T> {
+        rx.recv().ok()
+    }
+}
+
+/// lanebus with `send_batch` / `recv_batch` of `BATCH` messages; shown in
+/// the lanebus column of `batch_1p1c`.
+struct LanebusBatch;
+
+impl<T: Msg> Flavor<T> for LanebusBatch {
+    type Tx = lanebus::Sender<T>;
+    type Rx = lanebus::Receiver<T>;
+    const NAME: &'static str = "lanebus";
+
+    fn channel() -> (Self::Tx, Self::Rx) {
+        lanebus::bounded(CAP)
+    }
+
+    fn clone_tx(tx: &Self::Tx) -> Self::Tx {
+        tx.clone()
+    }
+
+    fn clone_rx(rx: &Self::Rx) -> Self::Rx {
+        rx.clone()
+    }
+
+    fn send(tx: &Self::Tx, msg: T) {
+        tx.send(msg).expect("lanebus: receivers gone");
+    }
+
+    fn recv(rx: &Self::Rx) -> Option<T> {
+        rx.recv().ok()
+    }
+
+    fn produce(tx: &Self::Tx, seqs: Range<u64>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut next = seqs.start;
+        while next < seqs.end {
+            let end = seqs.end.min(next + BATCH as u64);
+            batch.extend((next..end).map(T::new));
+            tx.send_batch(&mut batch).expect("lanebus: receivers gone");
+            assert!(batch.is_empty(), "send_batch left messages behind");
+            next = end;
+        }
+    }
+
+    fn consume(rx: &Self::Rx) -> Tally {
+        let mut tally = Tally::default();
+        let mut batch = Vec::with_capacity(BATCH);
+        while rx.recv_batch(&mut batch, BATCH).is_ok() {
+            for msg in batch.drain(..) {
+                tally.add(msg.seq());
+            }
+        }
+        tally
+    }
+}
+
+// ---------------------------------------------------------------- one run
+
+/// Thread counts and message count of one run.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    producers: usize,
+    consumers: usize,
+    messages: u64,
+}
+
+/// When one worker thread passed the start barrier and when it finished.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: Instant,
+    end: Instant,
+}
+
+/// Spawns a worker that waits at `barrier`, then runs `work`, timing it.
+fn worker<R: Send + 'static>(
+    barrier: &Arc<Barrier>,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> thread::JoinHandle<(Span, R)> {
+    let barrier = barrier.clone();
+    thread::spawn(move || {
+        barrier.wait();
+        let start = Instant::now();
+        let result = work();
+        let end = Instant::now();
+        (Span { start, end }, result)
+    })
+}
+
+/// Sends `0..messages` from the producers to the consumers through a fresh
+/// channel; returns the time from the first worker leaving the start barrier
+/// until the last one finished. Panics unless every message arrived exactly
+/// once.
+///
+/// The workers read the clock themselves: on 2 cores the main thread may not
+/// run again until the workers are done, so its own clock would start late.
+fn run<T: Msg, F: Flavor<T>>(shape: Shape) -> Duration {
+    let Shape {
+        producers,
+        consumers,
+        messages,
+    } = shape;
+    assert!(consumers == 1 || F::MULTI_CONSUMER);
+    assert_eq!(messages % producers as u64, 0);
+    let per_producer = messages / producers as u64;
+    let (tx, rx) = F::channel();
+    let barrier = Arc::new(Barrier::new(producers + consumers));
+
+    let senders: Vec<_> = (0..producers as u64)
+        .map(|p| {
+            let tx = F::clone_tx(&tx);
+            worker(&barrier, move || {
+                F::produce(&tx, p * per_producer..(p + 1) * per_producer);
+            })
+        })
+        .collect();
+    drop(tx);
+
+    let mut rx = Some(rx);
+    let receivers: Vec<_> = (0..consumers)
+        .map(|c| {
+            let rx = if c + 1 == consumers {
+                rx.take().expect("last consumer")
+            } else {
+                F::clone_rx(rx.as_ref().expect("receiver"))
+            };
+            worker(&barrier, move || F::consume(&rx))
+        })
+        .collect();
+
+    let mut spans = Vec::with_capacity(producers + consumers);
+    for s in senders {
+        spans.push(s.join().expect("producer panicked").0);
+    }
+    let mut tally = Tally::default();
+    for r in receivers {
+        let (span, t) = r.join().expect("consumer panicked");
+        spans.push(span);
+        tally = tally.merge(t);
+    }
+
+    assert_eq!(
+        tally,
+        Tally::expected(messages),
+        "{} {producers}p{consumers}c {}: messages lost or duplicated",
+        F::NAME,
+        T::NAME,
+    );
+    let start = spans.iter().map(|s| s.start).min().expect("workers");
+    let end = spans.iter().map(|s| s.end).max().expect("workers");
+    end - start
+}
+
+// ---------------------------------------------------------------- scenarios
+
+/// One channel in one scenario, with its message type erased.
+struct Contender {
+    column: &'static str,
+    run: fn(Shape) -> Duration,
+}
+
+fn contender<T: Msg, F: Flavor<T>>() -> Contender {
+    Contender {
+        column: F::NAME,
+        run: run::<T, F>,
+    }
+}
+
+struct Scenario {
+    name: String,
+    shape: Shape,
+    contenders: Vec<Contender>,
+}
+
+/// lanebus and every peer that supports `consumers` consumers.
+fn per_message<T: Msg>(consumers: usize) -> Vec<Contender> {
+    let mut all = vec![
+        contender::<T, Lanebus>(),
+        contender::<T, Crossbeam>(),
+        contender::<T, Kanal>(),
+        contender::<T, Flume>(),
+    ];
+    if consumers == 1 {
+        all.push(contender::<T, StdSync>());
+    }
+    all
+}
+
+fn topology<T: Msg>(kind: &str, producers: usize, consumers: usize, messages: u64) -> Scenario {
+    Scenario {
+        name: format!("{kind}_{producers}p{consumers}c/{}", T::NAME),
+        shape: Shape {
+            producers,
+            consumers,
+            messages,
+        },
+        contenders: per_message::<T>(consumers),
+    }
+}
+
+/// Every scenario, with `messages` per run (a multiple of 4, so every
+/// producer count divides it).
+fn scenarios(messages: u64) -> Vec<Scenario> {
+    let topologies = [
+        ("spsc", 1, 1),
+        ("mpsc", 2, 1),
+        ("mpmc", 2, 2),
+        ("mpmc", 4, 4),
+    ];
+    let mut all: Vec<Scenario> = topologies
+        .iter()
+        .map(|&(kind, p, c)| topology::<u64>(kind, p, c, messages))
+        .collect();
+    all.extend(
+        topologies
+            .iter()
+            .map(|&(kind, p, c)| topology::<[u8; 256]>(kind, p, c, messages)),
+    );
+    let mut batch = topology::<u64>("batch", 1, 1, messages);
+    batch.contenders[0] = contender::<u64, LanebusBatch>();
+    all.push(batch);
+    all
+}
+
+// ---------------------------------------------------------------- rounds
+
+/// Throughputs in M msg/s: `[scenario][contender][round]`.
+type Results = Vec<Vec<Vec<f64>>>;
+
+/// Runs every contender of every scenario once per round, rotating the
+/// contender order by one each round so that no channel is always first.
+fn run_rounds(scenarios: &[Scenario], rounds: usize) -> Results {
+    let mut results: Results = scenarios
+        .iter()
+        .map(|s| vec![Vec::with_capacity(rounds); s.contenders.len()])
+        .collect();
+    for round in 0..rounds {
+        let started = Instant::now();
+        for (scenario, rates) in scenarios.iter().zip(&mut results) {
+            let n = scenario.contenders.len();
+            for i in (0..n).map(|k| (k + round) % n) {
+                let elapsed = timed_run(scenario, i, scenario.shape);
+                rates[i].push(scenario.shape.messages as f64 / elapsed.as_secs_f64() / 1e6);
+            }
+        }
+        eprintln!(
+            "round {}/{rounds} done in {:.1} s",
+            round + 1,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    results
+}
+
+/// One untimed pass over everything with a tenth of the messages, so thread
+/// stacks, allocator and CPU frequency have settled before round 1.
+fn warm_up(scenarios: &[Scenario]) {
+    for scenario in scenarios {
+        let shape = Shape {
+            messages: (scenario.shape.messages / 10).max(4) / 4 * 4,
+            ..scenario.shape
+        };
+        for i in 0..scenario.contenders.len() {
+            timed_run(scenario, i, shape);
+        }
+    }
+}
+
+/// The run the watchdog is looking at: its label and start.
+static CURRENT: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+
+/// Runs contender `i` of `scenario`, watched: if it takes longer than
+/// `limit` the watchdog reports it and exits, so a hang shows which channel
+/// hung.
+fn timed_run(scenario: &Scenario, i: usize, shape: Shape) -> Duration {
+    let contender = &scenario.contenders[i];
+    let label = format!("{} {}", scenario.name, contender.column);
+    *CURRENT.lock().expect("watchdog lock") = Some((label, Instant::now()));
+    let elapsed = (contender.run)(shape);
+    *CURRENT.lock().expect("watchdog lock") = None;
+    elapsed
+}
+
+/// Time allowed for one run: 30 s plus 5 s per million messages.
+fn limit(messages: u64) -> Duration {
+    Duration::from_secs(30 + messages / 200_000)
+}
+
+fn start_watchdog(messages: u64) {
+    let limit = limit(messages);
+    thread::spawn(move || loop {
+        thread::sleep(Duration::from_secs(1));
+        if let Some((label, since)) = &*CURRENT.lock().expect("watchdog lock") {
+            if since.elapsed() > limit {
+                eprintln!("watchdog: `{label}` still running after {limit:?}; aborting");
+                std::process::exit(2);
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------- report
+
+/// Median, min and max of a non-empty sample.
+fn stats(xs: &[f64]) -> (f64, f64, f64) {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    let median = if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    };
+    (median, v[0], v[v.len() - 1])
+}
+
+fn median(xs: &[f64]) -> f64 {
+    stats(xs).0
+}
+
+fn cell(xs: &[f64]) -> String {
+    let (med, lo, hi) = stats(xs);
+    format!("{med:.1} [{lo:.1}-{hi:.1}]")
+}
+
+/// `lanebus / best peer` and the paired per-round ratio against that peer.
+fn ratios(scenario: &Scenario, rates: &[Vec<f64>]) -> (String, String) {
+    let lanebus = scenario
+        .contenders
+        .iter()
+        .position(|c| c.column == COLUMNS[0])
+        .expect("every scenario has lanebus");
+    let best = (0..rates.len())
+        .filter(|&i| i != lanebus)
+        .max_by(|&a, &b| median(&rates[a]).total_cmp(&median(&rates[b])))
+        .expect("every scenario has a peer");
+    let ratio = median(&rates[lanebus]) / median(&rates[best]);
+    let paired: Vec<f64> = rates[lanebus]
+        .iter()
+        .zip(&rates[best])
+        .map(|(l, p)| l / p)
+        .collect();
+    let (med, lo, hi) = stats(&paired);
+    (
+        format!("{ratio:.2} vs {}", scenario.contenders[best].column),
+        format!("{med:.2} [{lo:.2}-{hi:.2}]"),
+    )
+}
+
+fn table(scenarios: &[Scenario], results: &Results) -> String {
+    let mut out = format!(
+        "| scenario | {} | lanebus / best | paired |\n|---|{}---:|---:|\n",
+        COLUMNS.join(" | "),
+        "---:|".repeat(COLUMNS.len())
+    );
+    for (scenario, rates) in scenarios.iter().zip(results) {
+        let cells: Vec<String> = COLUMNS
+            .iter()
+            .map(|col| {
+                scenario
+                    .contenders
+                    .iter()
+                    .position(|c| c.column == *col)
+                    .map_or_else(|| "n/a".to_string(), |i| cell(&rates[i]))
+            })
+            .collect();
+        let (ratio, paired) = ratios(scenario, rates);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {ratio} | {paired} |",
+            scenario.name,
+            cells.join(" | ")
+        );
+    }
+    out
+}
+
+/// The first line of a command's output, or `?`.
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_else(|| "?".to_string())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".to_string())
+}
+
+fn header(config: &Config) -> String {
+    format!(
+        "lanebus interleaved throughput, {date}; nproc {nproc} ({cpu}); {rounds} rounds; \
+         N = {n} messages per run; capacity {CAP}; \
+         M msg/s median [min-max] over rounds; batch_1p1c: lanebus send_batch/recv_batch \
+         of {BATCH}, peers per message.",
+        date = command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]),
+        nproc = command_line("nproc", &[]),
+        cpu = cpu_model(),
+        rounds = config.rounds,
+        n = config.messages,
+    )
+}
+
+// ---------------------------------------------------------------- main
+
+struct Config {
+    rounds: usize,
+    messages: u64,
+    filter: Option<String>,
+    warm_up: bool,
+}
+
+const USAGE: &str = "usage: interleaved [--rounds R] [--messages N] [--filter SUBSTR | SUBSTR]";
+
+fn parse_args() -> Config {
+    let quick = std::env::var("LANEBUS_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let mut config = Config {
+        rounds: if quick { 1 } else { DEFAULT_ROUNDS },
+        messages: if quick { 20_000 } else { DEFAULT_MESSAGES },
+        filter: None,
+        warm_up: !quick,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| fail(&format!("{name} needs a value")))
+        };
+        match arg.as_str() {
+            "--bench" => {} // added by `cargo bench`
+            "--rounds" => config.rounds = number(&value("--rounds")) as usize,
+            "--messages" => config.messages = number(&value("--messages")),
+            "--filter" => config.filter = Some(value("--filter")),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            flag if flag.starts_with('-') => fail(&format!("unknown option {flag}")),
+            substr => config.filter = Some(substr.to_string()),
+        }
+    }
+    if config.rounds == 0 || config.messages < 16 {
+        fail("--rounds must be at least 1 and --messages at least 16");
+    }
+    config.messages = config.messages / 4 * 4;
+    config
+}
+
+/// A number, with `_` separators allowed.
+fn number(s: &str) -> u64 {
+    s.replace('_', "")
+        .parse()
+        .unwrap_or_else(|_| fail(&format!("not a number: {s}")))
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("{msg}\n{USAGE}");
+    std::process::exit(2);
+}
+
+fn main() {
+    let config = parse_args();
+    let mut scenarios = scenarios(config.messages);
+    if let Some(filter) = &config.filter {
+        scenarios.retain(|s| s.name.contains(filter.as_str()));
+    }
+    if scenarios.is_empty() {
+        fail("no scenario matches the filter");
+    }
+    start_watchdog(config.messages);
+    let started = Instant::now();
+    if config.warm_up {
+        warm_up(&scenarios);
+    }
+    let results = run_rounds(&scenarios, config.rounds);
+    println!("{}\n", header(&config));
+    print!("{}", table(&scenarios, &results));
+    println!(
+        "\n{} runs in {:.0} s.",
+        config.rounds * scenarios.iter().map(|s| s.contenders.len()).sum::<usize>(),
+        started.elapsed().as_secs_f64()
+    );
+}
