@@ -31,6 +31,10 @@
 //! per message; `batch_1p1c/u64`, where lanebus uses `send_batch`/
 //! `recv_batch` of 256 and the peers send and receive one message at a time.
 //! `std` is single-consumer and only runs where `C` is 1.
+//! `lane_urgent_1p1c/u64` and `lane_low_1p1c/u64` put all of lanebus's
+//! traffic on the first lane a receive scans and on the last (after three
+//! empty ones), each beside crossbeam: the gap between the two rows is the
+//! cost of four lanes against one.
 //!
 //! Every run starts fresh threads that meet at a `Barrier`; the clock runs
 //! from the first thread leaving the barrier until the last one finished
@@ -278,6 +282,47 @@ impl<T: Msg> Flavor<T> for StdSync {
     }
 }
 
+/// lanebus with every message on one lane: `lane_urgent` is served by the
+/// first lane a receive looks at, `lane_low` only after the three empty
+/// higher lanes, so the two rows bound the cost of four lanes against one.
+macro_rules! lanebus_on {
+    ($ty:ident, $priority:expr) => {
+        struct $ty;
+
+        impl<T: Msg> Flavor<T> for $ty {
+            type Tx = lanebus::Sender<T>;
+            type Rx = lanebus::Receiver<T>;
+            const NAME: &'static str = "lanebus";
+
+            fn channel() -> (Self::Tx, Self::Rx) {
+                lanebus::bounded(CAP)
+            }
+
+            fn clone_tx(tx: &Self::Tx) -> Self::Tx {
+                tx.clone()
+            }
+
+            fn clone_rx(rx: &Self::Rx) -> Self::Rx {
+                rx.clone()
+            }
+
+            #[inline]
+            fn send(tx: &Self::Tx, msg: T) {
+                tx.send_with($priority, msg)
+                    .expect("lanebus: receivers gone");
+            }
+
+            #[inline]
+            fn recv(rx: &Self::Rx) -> Option<T> {
+                rx.recv().ok()
+            }
+        }
+    };
+}
+
+lanebus_on!(LanebusUrgent, lanebus::Priority::Urgent);
+lanebus_on!(LanebusLow, lanebus::Priority::Low);
+
 /// lanebus with `send_batch` / `recv_batch` of `BATCH` messages; shown in
 /// the lanebus column of `batch_1p1c`.
 struct LanebusBatch;
@@ -495,6 +540,16 @@ fn scenarios(messages: u64) -> Vec<Scenario> {
     let mut batch = topology::<u64>("batch", 1, 1, messages);
     batch.contenders[0] = contender::<u64, LanebusBatch>();
     all.push(batch);
+    // Priority overhead: all traffic on the first lane scanned vs the last,
+    // each beside crossbeam as the single-lane reference.
+    for (kind, lanebus) in [
+        ("lane_urgent", contender::<u64, LanebusUrgent>()),
+        ("lane_low", contender::<u64, LanebusLow>()),
+    ] {
+        let mut lane = topology::<u64>(kind, 1, 1, messages);
+        lane.contenders = vec![lanebus, contender::<u64, Crossbeam>()];
+        all.push(lane);
+    }
     all
 }
 
@@ -679,7 +734,8 @@ fn header(config: &Config) -> String {
         "lanebus interleaved throughput, {date}; nproc {nproc} ({cpu}); {rounds} rounds; \
          N = {n} messages per run; capacity {CAP}; \
          M msg/s median [min-max] over rounds; batch_1p1c: lanebus send_batch/recv_batch \
-         of {BATCH}, peers per message.",
+         of {BATCH}, peers per message; lane_urgent/lane_low: lanebus with all traffic \
+         on its first/last lane.",
         date = command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]),
         nproc = command_line("nproc", &[]),
         cpu = cpu_model(),
