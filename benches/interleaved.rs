@@ -62,6 +62,9 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{Msg, Tally};
+
 /// The capacity of every channel (of every lane, for lanebus).
 const CAP: usize = 1024;
 /// Messages per `send_batch`/`recv_batch` in `batch_1p1c`.
@@ -70,85 +73,6 @@ const DEFAULT_ROUNDS: usize = 5;
 const DEFAULT_MESSAGES: u64 = 1_000_000;
 /// The table's channel columns, in order; the first is the one compared.
 const COLUMNS: [&str; 5] = ["lanebus", "crossbeam", "kanal", "flume", "std"];
-
-// ---------------------------------------------------------------- messages
-
-/// A message that carries a sequence number.
-trait Msg: Send + 'static {
-    const NAME: &'static str;
-    fn new(seq: u64) -> Self;
-    fn seq(&self) -> u64;
-}
-
-impl Msg for u64 {
-    const NAME: &'static str = "u64";
-
-    #[inline]
-    fn new(seq: u64) -> Self {
-        seq
-    }
-
-    #[inline]
-    fn seq(&self) -> u64 {
-        *self
-    }
-}
-
-impl Msg for [u8; 256] {
-    const NAME: &'static str = "256B";
-
-    #[inline]
-    fn new(seq: u64) -> Self {
-        let mut m = [0u8; 256];
-        m[..8].copy_from_slice(&seq.to_le_bytes());
-        m
-    }
-
-    #[inline]
-    fn seq(&self) -> u64 {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&self[..8]);
-        u64::from_le_bytes(b)
-    }
-}
-
-/// What consumers received: count, sum and (wrapping) sum of squares of the
-/// sequence numbers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Tally {
-    count: u64,
-    sum: u64,
-    squares: u64,
-}
-
-impl Tally {
-    #[inline]
-    fn add(&mut self, seq: u64) {
-        self.count += 1;
-        self.sum = self.sum.wrapping_add(seq);
-        self.squares = self.squares.wrapping_add(seq.wrapping_mul(seq));
-    }
-
-    fn merge(self, other: Tally) -> Tally {
-        Tally {
-            count: self.count + other.count,
-            sum: self.sum.wrapping_add(other.sum),
-            squares: self.squares.wrapping_add(other.squares),
-        }
-    }
-
-    /// The tally of `0..n`, each exactly once.
-    fn expected(n: u64) -> Tally {
-        let n = u128::from(n);
-        let sum = n * n.saturating_sub(1) / 2;
-        let squares = n.saturating_sub(1) * n * (2 * n).saturating_sub(1) / 6;
-        Tally {
-            count: n as u64,
-            sum: sum as u64,
-            squares: squares as u64,
-        }
-    }
-}
 
 // ---------------------------------------------------------------- channels
 
