@@ -31,7 +31,7 @@
 //! table.
 
 use std::ops::Range;
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -42,114 +42,13 @@ use criterion::{
 };
 use lanebus::{ChannelBuilder, Priority};
 
+#[macro_use]
 mod common;
-use common::{Msg, Tally};
-
-/// The capacity of every channel (of every lane, for lanebus).
-const CAP: usize = 1024;
+use common::{Crossbeam, Flavor, Flume, Kanal, Lanebus, Msg, StdSync, Tally, CAP};
 
 /// Messages per criterion iteration; divisible by every producer count.
 const MSGS: u64 = 200_000;
 
-/// A channel under test. `produce`/`consume` default to one message per call.
-trait Flavor<T: Msg>: 'static {
-    type Tx: Send + 'static;
-    type Rx: Send + 'static;
-    /// False for single-consumer channels (std).
-    const MULTI_CONSUMER: bool = true;
-
-    fn name() -> String;
-    fn channel() -> (Self::Tx, Self::Rx);
-    fn clone_tx(tx: &Self::Tx) -> Self::Tx;
-    fn clone_rx(rx: &Self::Rx) -> Self::Rx;
-    fn send(tx: &Self::Tx, msg: T);
-    /// `None` once every sender is gone and the channel is empty.
-    fn recv(rx: &Self::Rx) -> Option<T>;
-
-    fn produce(tx: &Self::Tx, seqs: Range<u64>) {
-        for seq in seqs {
-            Self::send(tx, T::new(seq));
-        }
-    }
-
-    fn consume(rx: &Self::Rx) -> Tally {
-        let mut tally = Tally::default();
-        while let Some(msg) = Self::recv(rx) {
-            tally.add(msg.seq());
-        }
-        tally
-    }
-}
-
-/// Implements the handle plumbing shared by the channels whose handles are
-/// `Clone` and whose `send`/`recv` return `Result`.
-macro_rules! flavor {
-    ($ty:ident, $name:expr, $tx:ty, $rx:ty, $new:expr) => {
-        struct $ty;
-
-        impl<T: Msg> Flavor<T> for $ty {
-            type Tx = $tx;
-            type Rx = $rx;
-
-            fn name() -> String {
-                $name.to_string()
-            }
-
-            fn channel() -> (Self::Tx, Self::Rx) {
-                $new
-            }
-
-            fn clone_tx(tx: &Self::Tx) -> Self::Tx {
-                tx.clone()
-            }
-
-            fn clone_rx(rx: &Self::Rx) -> Self::Rx {
-                rx.clone()
-            }
-
-            #[inline]
-            fn send(tx: &Self::Tx, msg: T) {
-                if tx.send(msg).is_err() {
-                    panic!("{}: receivers gone", $name);
-                }
-            }
-
-            #[inline]
-            fn recv(rx: &Self::Rx) -> Option<T> {
-                rx.recv().ok()
-            }
-        }
-    };
-}
-
-flavor!(
-    Lanebus,
-    "lanebus",
-    lanebus::Sender<T>,
-    lanebus::Receiver<T>,
-    lanebus::bounded(CAP)
-);
-flavor!(
-    Crossbeam,
-    "crossbeam",
-    crossbeam_channel::Sender<T>,
-    crossbeam_channel::Receiver<T>,
-    crossbeam_channel::bounded(CAP)
-);
-flavor!(
-    Kanal,
-    "kanal",
-    kanal::Sender<T>,
-    kanal::Receiver<T>,
-    kanal::bounded(CAP)
-);
-flavor!(
-    Flume,
-    "flume",
-    flume::Sender<T>,
-    flume::Receiver<T>,
-    flume::bounded(CAP)
-);
 // All traffic on `Normal` of `bounded(CAP)`: the same channel as `Lanebus`,
 // named for the priority-overhead groups.
 flavor!(
@@ -171,41 +70,6 @@ flavor!(
         .build()
 );
 
-/// `std::sync::mpsc::sync_channel`; single consumer.
-struct StdSync;
-
-impl<T: Msg> Flavor<T> for StdSync {
-    type Tx = mpsc::SyncSender<T>;
-    type Rx = mpsc::Receiver<T>;
-    const MULTI_CONSUMER: bool = false;
-
-    fn name() -> String {
-        "std".to_string()
-    }
-
-    fn channel() -> (Self::Tx, Self::Rx) {
-        mpsc::sync_channel(CAP)
-    }
-
-    fn clone_tx(tx: &Self::Tx) -> Self::Tx {
-        tx.clone()
-    }
-
-    fn clone_rx(_: &Self::Rx) -> Self::Rx {
-        unreachable!("std::sync::mpsc has a single consumer")
-    }
-
-    #[inline]
-    fn send(tx: &Self::Tx, msg: T) {
-        tx.send(msg).expect("std: receiver gone");
-    }
-
-    #[inline]
-    fn recv(rx: &Self::Rx) -> Option<T> {
-        rx.recv().ok()
-    }
-}
-
 /// lanebus with `send_batch` / `recv_batch` of `B` messages.
 struct LanebusBatch<const B: usize>;
 
@@ -213,9 +77,11 @@ impl<T: Msg, const B: usize> Flavor<T> for LanebusBatch<B> {
     type Tx = lanebus::Sender<T>;
     type Rx = lanebus::Receiver<T>;
 
-    fn name() -> String {
-        format!("lanebus_batch{B}")
-    }
+    const NAME: &'static str = match B {
+        16 => "lanebus_batch16",
+        256 => "lanebus_batch256",
+        _ => "lanebus_batch",
+    };
 
     fn channel() -> (Self::Tx, Self::Rx) {
         lanebus::bounded(CAP)
@@ -331,7 +197,7 @@ fn run<T: Msg, F: Flavor<T>>(producers: usize, consumers: usize, total: u64) -> 
         tally,
         Tally::expected(total),
         "{} {}p{}c {}: messages lost or duplicated",
-        F::name(),
+        F::NAME,
         producers,
         consumers,
         T::NAME,
@@ -347,7 +213,7 @@ fn bench<T: Msg, F: Flavor<T>>(
     if consumers > 1 && !F::MULTI_CONSUMER {
         return;
     }
-    g.bench_function(BenchmarkId::new(T::NAME, F::name()), |b| {
+    g.bench_function(BenchmarkId::new(T::NAME, F::NAME), |b| {
         b.iter_custom(|iters| run::<T, F>(producers, consumers, iters * MSGS))
     });
 }

@@ -58,15 +58,14 @@
 use std::fmt::Write as _;
 use std::ops::Range;
 use std::process::Command;
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[macro_use]
 mod common;
-use common::{Msg, Tally};
+use common::{Crossbeam, Flavor, Flume, Kanal, Lanebus, Msg, StdSync, Tally, CAP};
 
-/// The capacity of every channel (of every lane, for lanebus).
-const CAP: usize = 1024;
 /// Messages per `send_batch`/`recv_batch` in `batch_1p1c`.
 const BATCH: usize = 256;
 const DEFAULT_ROUNDS: usize = 5;
@@ -75,136 +74,6 @@ const DEFAULT_MESSAGES: u64 = 1_000_000;
 const COLUMNS: [&str; 5] = ["lanebus", "crossbeam", "kanal", "flume", "std"];
 
 // ---------------------------------------------------------------- channels
-
-/// A channel under test. `produce`/`consume` default to one message per call.
-trait Flavor<T: Msg>: 'static {
-    type Tx: Send + 'static;
-    type Rx: Send + 'static;
-    /// The table column.
-    const NAME: &'static str;
-    /// False for single-consumer channels (std).
-    const MULTI_CONSUMER: bool = true;
-
-    fn channel() -> (Self::Tx, Self::Rx);
-    fn clone_tx(tx: &Self::Tx) -> Self::Tx;
-    fn clone_rx(rx: &Self::Rx) -> Self::Rx;
-    fn send(tx: &Self::Tx, msg: T);
-    /// `None` once every sender is gone and the channel is empty.
-    fn recv(rx: &Self::Rx) -> Option<T>;
-
-    fn produce(tx: &Self::Tx, seqs: Range<u64>) {
-        for seq in seqs {
-            Self::send(tx, T::new(seq));
-        }
-    }
-
-    fn consume(rx: &Self::Rx) -> Tally {
-        let mut tally = Tally::default();
-        while let Some(msg) = Self::recv(rx) {
-            tally.add(msg.seq());
-        }
-        tally
-    }
-}
-
-/// A `Flavor` for channels whose handles are `Clone` and whose `send`/`recv`
-/// return `Result`.
-macro_rules! flavor {
-    ($ty:ident, $name:expr, $tx:ty, $rx:ty, $new:expr) => {
-        struct $ty;
-
-        impl<T: Msg> Flavor<T> for $ty {
-            type Tx = $tx;
-            type Rx = $rx;
-            const NAME: &'static str = $name;
-
-            fn channel() -> (Self::Tx, Self::Rx) {
-                $new
-            }
-
-            fn clone_tx(tx: &Self::Tx) -> Self::Tx {
-                tx.clone()
-            }
-
-            fn clone_rx(rx: &Self::Rx) -> Self::Rx {
-                rx.clone()
-            }
-
-            #[inline]
-            fn send(tx: &Self::Tx, msg: T) {
-                if tx.send(msg).is_err() {
-                    panic!("{}: receivers gone", $name);
-                }
-            }
-
-            #[inline]
-            fn recv(rx: &Self::Rx) -> Option<T> {
-                rx.recv().ok()
-            }
-        }
-    };
-}
-
-flavor!(
-    Lanebus,
-    "lanebus",
-    lanebus::Sender<T>,
-    lanebus::Receiver<T>,
-    lanebus::bounded(CAP)
-);
-flavor!(
-    Crossbeam,
-    "crossbeam",
-    crossbeam_channel::Sender<T>,
-    crossbeam_channel::Receiver<T>,
-    crossbeam_channel::bounded(CAP)
-);
-flavor!(
-    Kanal,
-    "kanal",
-    kanal::Sender<T>,
-    kanal::Receiver<T>,
-    kanal::bounded(CAP)
-);
-flavor!(
-    Flume,
-    "flume",
-    flume::Sender<T>,
-    flume::Receiver<T>,
-    flume::bounded(CAP)
-);
-
-/// `std::sync::mpsc::sync_channel`; single consumer.
-struct StdSync;
-
-impl<T: Msg> Flavor<T> for StdSync {
-    type Tx = mpsc::SyncSender<T>;
-    type Rx = mpsc::Receiver<T>;
-    const NAME: &'static str = "std";
-    const MULTI_CONSUMER: bool = false;
-
-    fn channel() -> (Self::Tx, Self::Rx) {
-        mpsc::sync_channel(CAP)
-    }
-
-    fn clone_tx(tx: &Self::Tx) -> Self::Tx {
-        tx.clone()
-    }
-
-    fn clone_rx(_: &Self::Rx) -> Self::Rx {
-        unreachable!("std::sync::mpsc has a single consumer")
-    }
-
-    #[inline]
-    fn send(tx: &Self::Tx, msg: T) {
-        tx.send(msg).expect("std: receiver gone");
-    }
-
-    #[inline]
-    fn recv(rx: &Self::Rx) -> Option<T> {
-        rx.recv().ok()
-    }
-}
 
 /// lanebus with every message on one lane: `lane_urgent` is served by the
 /// first lane a receive looks at, `lane_low` only after the three empty

@@ -1,5 +1,12 @@
-//! What both benches share: messages that carry a sequence number, and the
-//! tally that proves every message arrived exactly once.
+//! What both benches share: messages that carry a sequence number, the
+//! tally that proves every message arrived exactly once, and the channels
+//! under test behind one `Flavor` trait.
+
+use std::ops::Range;
+use std::sync::mpsc;
+
+/// The capacity of every channel (of every lane, for lanebus).
+pub const CAP: usize = 1024;
 
 /// A message that carries a sequence number.
 pub trait Msg: Send + 'static {
@@ -78,5 +85,135 @@ impl Tally {
             sum: sum as u64,
             squares: squares as u64,
         }
+    }
+}
+
+/// A channel under test. `produce`/`consume` default to one message per call.
+pub trait Flavor<T: Msg>: 'static {
+    type Tx: Send + 'static;
+    type Rx: Send + 'static;
+    /// The table column.
+    const NAME: &'static str;
+    /// False for single-consumer channels (std).
+    const MULTI_CONSUMER: bool = true;
+
+    fn channel() -> (Self::Tx, Self::Rx);
+    fn clone_tx(tx: &Self::Tx) -> Self::Tx;
+    fn clone_rx(rx: &Self::Rx) -> Self::Rx;
+    fn send(tx: &Self::Tx, msg: T);
+    /// `None` once every sender is gone and the channel is empty.
+    fn recv(rx: &Self::Rx) -> Option<T>;
+
+    fn produce(tx: &Self::Tx, seqs: Range<u64>) {
+        for seq in seqs {
+            Self::send(tx, T::new(seq));
+        }
+    }
+
+    fn consume(rx: &Self::Rx) -> Tally {
+        let mut tally = Tally::default();
+        while let Some(msg) = Self::recv(rx) {
+            tally.add(msg.seq());
+        }
+        tally
+    }
+}
+
+/// A `Flavor` for channels whose handles are `Clone` and whose `send`/`recv`
+/// return `Result`.
+macro_rules! flavor {
+    ($ty:ident, $name:expr, $tx:ty, $rx:ty, $new:expr) => {
+        pub struct $ty;
+
+        impl<T: $crate::common::Msg> $crate::common::Flavor<T> for $ty {
+            type Tx = $tx;
+            type Rx = $rx;
+            const NAME: &'static str = $name;
+
+            fn channel() -> (Self::Tx, Self::Rx) {
+                $new
+            }
+
+            fn clone_tx(tx: &Self::Tx) -> Self::Tx {
+                tx.clone()
+            }
+
+            fn clone_rx(rx: &Self::Rx) -> Self::Rx {
+                rx.clone()
+            }
+
+            #[inline]
+            fn send(tx: &Self::Tx, msg: T) {
+                if tx.send(msg).is_err() {
+                    panic!("{}: receivers gone", $name);
+                }
+            }
+
+            #[inline]
+            fn recv(rx: &Self::Rx) -> Option<T> {
+                rx.recv().ok()
+            }
+        }
+    };
+}
+
+flavor!(
+    Lanebus,
+    "lanebus",
+    lanebus::Sender<T>,
+    lanebus::Receiver<T>,
+    lanebus::bounded(CAP)
+);
+flavor!(
+    Crossbeam,
+    "crossbeam",
+    crossbeam_channel::Sender<T>,
+    crossbeam_channel::Receiver<T>,
+    crossbeam_channel::bounded(CAP)
+);
+flavor!(
+    Kanal,
+    "kanal",
+    kanal::Sender<T>,
+    kanal::Receiver<T>,
+    kanal::bounded(CAP)
+);
+flavor!(
+    Flume,
+    "flume",
+    flume::Sender<T>,
+    flume::Receiver<T>,
+    flume::bounded(CAP)
+);
+
+/// `std::sync::mpsc::sync_channel`; single consumer.
+pub struct StdSync;
+
+impl<T: Msg> Flavor<T> for StdSync {
+    type Tx = mpsc::SyncSender<T>;
+    type Rx = mpsc::Receiver<T>;
+    const NAME: &'static str = "std";
+    const MULTI_CONSUMER: bool = false;
+
+    fn channel() -> (Self::Tx, Self::Rx) {
+        mpsc::sync_channel(CAP)
+    }
+
+    fn clone_tx(tx: &Self::Tx) -> Self::Tx {
+        tx.clone()
+    }
+
+    fn clone_rx(_: &Self::Rx) -> Self::Rx {
+        unreachable!("std::sync::mpsc has a single consumer")
+    }
+
+    #[inline]
+    fn send(tx: &Self::Tx, msg: T) {
+        tx.send(msg).expect("std: receiver gone");
+    }
+
+    #[inline]
+    fn recv(rx: &Self::Rx) -> Option<T> {
+        rx.recv().ok()
     }
 }
