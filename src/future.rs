@@ -132,6 +132,12 @@ impl<T> Drop for RecvFut<'_, T> {
 
 /// Yields messages in priority order; ends when the channel is closed and
 /// empty.
+///
+/// After `poll_next` returns `Pending` the receiver stays registered for a
+/// wake-up until it is polled again or dropped, even if its task has moved
+/// on (its `next()` lost a `select!`). So that such an idle stream cannot
+/// strand a message, a wake-up that reaches it is also passed to the next
+/// waiting receiver.
 impl<T> Stream for Receiver<T> {
     type Item = T;
 
