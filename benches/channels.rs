@@ -104,26 +104,11 @@ impl<T: Msg, const B: usize> Flavor<T> for LanebusBatch<B> {
     }
 
     fn produce(tx: &Self::Tx, seqs: Range<u64>) {
-        let mut batch = Vec::with_capacity(B);
-        let mut next = seqs.start;
-        while next < seqs.end {
-            let end = seqs.end.min(next + B as u64);
-            batch.extend((next..end).map(T::new));
-            tx.send_batch(&mut batch).expect("lanebus: receivers gone");
-            debug_assert!(batch.is_empty());
-            next = end;
-        }
+        common::produce_batches(tx, seqs, B);
     }
 
     fn consume(rx: &Self::Rx) -> Tally {
-        let mut tally = Tally::default();
-        let mut batch = Vec::with_capacity(B);
-        while rx.recv_batch(&mut batch, B).is_ok() {
-            for msg in batch.drain(..) {
-                tally.add(msg.seq());
-            }
-        }
-        tally
+        common::consume_batches(rx, B)
     }
 }
 

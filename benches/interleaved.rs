@@ -146,26 +146,11 @@ impl<T: Msg> Flavor<T> for LanebusBatch {
     }
 
     fn produce(tx: &Self::Tx, seqs: Range<u64>) {
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut next = seqs.start;
-        while next < seqs.end {
-            let end = seqs.end.min(next + BATCH as u64);
-            batch.extend((next..end).map(T::new));
-            tx.send_batch(&mut batch).expect("lanebus: receivers gone");
-            assert!(batch.is_empty(), "send_batch left messages behind");
-            next = end;
-        }
+        common::produce_batches(tx, seqs, BATCH);
     }
 
     fn consume(rx: &Self::Rx) -> Tally {
-        let mut tally = Tally::default();
-        let mut batch = Vec::with_capacity(BATCH);
-        while rx.recv_batch(&mut batch, BATCH).is_ok() {
-            for msg in batch.drain(..) {
-                tally.add(msg.seq());
-            }
-        }
-        tally
+        common::consume_batches(rx, BATCH)
     }
 }
 

@@ -217,3 +217,30 @@ impl<T: Msg> Flavor<T> for StdSync {
         rx.recv().ok()
     }
 }
+
+/// Sends `seqs` through `send_batch` in batches of `batch`; every batch must
+/// go out whole.
+pub fn produce_batches<T: Msg>(tx: &lanebus::Sender<T>, seqs: Range<u64>, batch: usize) {
+    let mut buf = Vec::with_capacity(batch);
+    let mut next = seqs.start;
+    while next < seqs.end {
+        let end = seqs.end.min(next + batch as u64);
+        buf.extend((next..end).map(T::new));
+        tx.send_batch(&mut buf).expect("lanebus: receivers gone");
+        assert!(buf.is_empty(), "send_batch left messages behind");
+        next = end;
+    }
+}
+
+/// Receives with `recv_batch` of up to `batch` until the channel is closed
+/// and empty; tallies every sequence number.
+pub fn consume_batches<T: Msg>(rx: &lanebus::Receiver<T>, batch: usize) -> Tally {
+    let mut tally = Tally::default();
+    let mut buf = Vec::with_capacity(batch);
+    while rx.recv_batch(&mut buf, batch).is_ok() {
+        for msg in buf.drain(..) {
+            tally.add(msg.seq());
+        }
+    }
+    tally
+}
