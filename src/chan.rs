@@ -5,7 +5,7 @@
 //! # Waiting
 //!
 //! Every blocking or async operation is an *attempt* run in a loop (see
-//! [`Chan::block`] and [`Chan::poll`]): try; on "would block" spin, then
+//! [`WaitList::block`] and [`WaitList::poll`]): try; on "would block" spin, then
 //! yield, then register on the waiter list and try once more before parking
 //! (the handshake of [`crate::wait`]). Receivers wait on one list for the whole
 //! channel; senders wait on the list of the lane they send to, so a pop from
@@ -24,25 +24,11 @@ use std::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
-use crate::loom::{handshake_load, thread, AtomicUsize, Ordering};
+use crate::loom::{handshake_load, AtomicUsize, Ordering};
 use crate::pad::CachePadded;
 use crate::priority::LANES;
 use crate::ring::{Pop, PushError, Ring};
-use crate::wait::{Unpark, WaitId, WaitList};
-
-/// One step of a blocking or async operation.
-pub(crate) enum Attempt<R> {
-    /// Finished, successfully or not.
-    Done(R),
-    /// Would block: wait for a notification.
-    Wait,
-    /// Another thread is half-way through a step we need (a producer
-    /// writing the front slot): retry soon, without parking.
-    Busy,
-}
-
-/// The blocking operation's deadline passed.
-pub(crate) struct TimedOut;
+use crate::wait::{Attempt, TimedOut, WaitId, WaitList};
 
 /// What a receive found.
 pub(crate) enum Recv<T> {
@@ -138,9 +124,7 @@ impl<T> Chan<T> {
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
         let mut slot = Some(value);
-        match self.block(&self.send_waiters[lane], deadline, || {
-            self.send_attempt(lane, &mut slot)
-        }) {
+        match self.send_waiters[lane].block(deadline, || self.send_attempt(lane, &mut slot)) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(v)) => Err(SendTimeoutError::Disconnected(v)),
             Err(TimedOut) => Err(SendTimeoutError::Timeout(
@@ -158,9 +142,7 @@ impl<T> Chan<T> {
         sticky: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), T>> {
-        self.poll(&self.send_waiters[lane], wait, sticky, cx, || {
-            self.send_attempt(lane, slot)
-        })
+        self.send_waiters[lane].poll(wait, sticky, cx, || self.send_attempt(lane, slot))
     }
 
     /// Sends every value of `items` into `lane`, in order, waiting for room
@@ -169,7 +151,7 @@ impl<T> Chan<T> {
     pub(crate) fn send_batch(&self, lane: usize, items: &mut Vec<T>) -> Result<(), ()> {
         let mut batch = BatchSource::new(items);
         let ring = &self.lanes[lane];
-        let outcome = self.block(&self.send_waiters[lane], None, || {
+        let outcome = self.send_waiters[lane].block(None, || {
             while batch.remaining() > 0 {
                 // SAFETY: `BatchSource` hands out a pointer to `remaining()`
                 // initialised values that nobody else reads; `advance` below
@@ -254,7 +236,7 @@ impl<T> Chan<T> {
 
     /// Receives, waiting until `deadline` (or for ever).
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        match self.block(&self.recv_waiters, deadline, || self.recv_attempt()) {
+        match self.recv_waiters.block(deadline, || self.recv_attempt()) {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(RecvTimeoutError::Disconnected),
             Err(TimedOut) => Err(RecvTimeoutError::Timeout),
@@ -268,7 +250,8 @@ impl<T> Chan<T> {
         sticky: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Option<T>> {
-        self.poll(&self.recv_waiters, wait, sticky, cx, || self.recv_attempt())
+        self.recv_waiters
+            .poll(wait, sticky, cx, || self.recv_attempt())
     }
 
     /// Takes up to `max` messages that are ready now, highest lane first.
@@ -342,9 +325,10 @@ impl<T> Chan<T> {
     /// Waits for at least one message, then takes up to `max` without
     /// waiting. `Ok(0)` only for `max == 0`; `Err(())` when empty and closed.
     pub(crate) fn recv_batch(&self, out: &mut Vec<T>, max: usize) -> Result<usize, ()> {
-        match self.block(&self.recv_waiters, None, || {
-            self.recv_batch_attempt(out, max)
-        }) {
+        match self
+            .recv_waiters
+            .block(None, || self.recv_batch_attempt(out, max))
+        {
             Ok(Some(n)) => Ok(n),
             Ok(None) => Err(()),
             Err(TimedOut) => unreachable!("recv_batch has no deadline"),
@@ -401,110 +385,6 @@ impl<T> Chan<T> {
 
     pub(crate) fn capacity_of(&self, lane: usize) -> usize {
         self.lanes[lane].capacity()
-    }
-
-    // ----- the waiting loops -----
-
-    /// Runs `attempt` until it is `Done`, backing off and then parking on
-    /// `list` in between. Returns `Err(TimedOut)` once `deadline` passes
-    /// (never before `attempt` has run at least once).
-    pub(crate) fn block<R>(
-        &self,
-        list: &WaitList,
-        deadline: Option<Instant>,
-        mut attempt: impl FnMut() -> Attempt<R>,
-    ) -> Result<R, TimedOut> {
-        let mut backoff = Backoff::new();
-        let mut registered: Option<WaitId> = None;
-        loop {
-            match attempt() {
-                Attempt::Done(r) => {
-                    if let Some(id) = registered {
-                        // Registered, then succeeded on the re-check: a
-                        // wake-up that arrived since was for a message (or
-                        // slot) this attempt did not take, so pass it on.
-                        list.cancel_and_forward(id);
-                    }
-                    return Ok(r);
-                }
-                Attempt::Busy => {
-                    // Never park while registered-and-busy: unregister and
-                    // spin; we retry at once, so no wake-up is lost.
-                    if let Some(id) = registered.take() {
-                        list.cancel(id);
-                    }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(TimedOut);
-                    }
-                    backoff.snooze();
-                    continue;
-                }
-                Attempt::Wait => {}
-            }
-            match registered.take() {
-                None => {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(TimedOut);
-                    }
-                    if !backoff.is_completed() {
-                        backoff.snooze();
-                        continue;
-                    }
-                    // Register, then loop to try once more before parking:
-                    // the handshake of `wait`.
-                    registered = Some(list.register(Unpark::Thread(thread::current()), false));
-                }
-                Some(id) => {
-                    crate::loom::park(deadline);
-                    // Whether woken, timed out or spurious: leave the list
-                    // and try again. A woken waiter always retries once, and
-                    // that retry is what its wake-up was for.
-                    list.cancel(id);
-                }
-            }
-        }
-    }
-
-    /// The async form of [`Chan::block`]: one poll. `wait` keeps the
-    /// registration between polls; the owner of `wait` must call
-    /// [`WaitList::cancel_and_forward`] if it is dropped while registered.
-    /// `sticky` marks a registration that may outlive the task's interest
-    /// (a `Stream` or `Sink` handle; see [`WaitList::register`]).
-    pub(crate) fn poll<R>(
-        &self,
-        list: &WaitList,
-        wait: &mut Option<WaitId>,
-        sticky: bool,
-        cx: &mut Context<'_>,
-        mut attempt: impl FnMut() -> Attempt<R>,
-    ) -> Poll<R> {
-        loop {
-            match attempt() {
-                Attempt::Done(r) => {
-                    if let Some(id) = wait.take() {
-                        // As in `block`: a wake-up since the last poll was
-                        // not for what this attempt took.
-                        list.cancel_and_forward(id);
-                    }
-                    return Poll::Ready(r);
-                }
-                Attempt::Busy => {
-                    // A producer is mid-write: poll again soon. (A spin
-                    // loop through the executor: hint it, and let loom
-                    // switch threads here.)
-                    crate::loom::spin_loop();
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                Attempt::Wait => {}
-            }
-            match *wait {
-                // Still registered: keep the newest waker and wait.
-                Some(id) if list.refresh(id, cx.waker()) => return Poll::Pending,
-                // Not registered, or woken since: register, then try again.
-                _ => *wait = Some(list.register(Unpark::Waker(cx.waker().clone()), sticky)),
-            }
-        }
     }
 
     pub(crate) fn recv_waiters(&self) -> &WaitList {
@@ -651,7 +531,7 @@ mod tests {
             let c = chan.clone();
             std::thread::spawn(move || {
                 let mut rechecked = false;
-                c.block(&c.recv_waiters, None, || {
+                c.recv_waiters.block(None, || {
                     // First attempt: as if R1 looked before m0 arrived.
                     if c.recv_waiters.waiting() == 0 && !rechecked {
                         return Attempt::Wait;

@@ -31,7 +31,27 @@
 use core::task::Waker;
 use std::collections::VecDeque;
 
-use crate::loom::{handshake_load, thread::Thread, AtomicUsize, Mutex, MutexGuard, Ordering};
+use core::task::{Context, Poll};
+use std::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::loom::{
+    handshake_load, thread, thread::Thread, AtomicUsize, Mutex, MutexGuard, Ordering,
+};
+
+/// One step of a blocking or async operation.
+pub(crate) enum Attempt<R> {
+    /// Finished, successfully or not.
+    Done(R),
+    /// Would block: wait for a notification.
+    Wait,
+    /// Another thread is half-way through a step we need (a producer
+    /// writing the front slot): retry soon, without parking.
+    Busy,
+}
+
+/// The blocking operation's deadline passed.
+pub(crate) struct TimedOut;
 
 /// How to wake one waiter.
 #[derive(Debug)]
@@ -165,6 +185,106 @@ impl WaitList {
     #[inline]
     pub(crate) fn notify_all(&self) {
         self.notify(usize::MAX);
+    }
+
+    /// Runs `attempt` until it is `Done`, backing off and then parking on
+    /// this list in between. Returns `Err(TimedOut)` once `deadline` passes
+    /// (never before `attempt` has run at least once).
+    pub(crate) fn block<R>(
+        &self,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut() -> Attempt<R>,
+    ) -> Result<R, TimedOut> {
+        let mut backoff = Backoff::new();
+        let mut registered: Option<WaitId> = None;
+        loop {
+            match attempt() {
+                Attempt::Done(r) => {
+                    if let Some(id) = registered {
+                        // Registered, then succeeded on the re-check: a
+                        // wake-up that arrived since was for a message (or
+                        // slot) this attempt did not take, so pass it on.
+                        self.cancel_and_forward(id);
+                    }
+                    return Ok(r);
+                }
+                Attempt::Busy => {
+                    // Never park while registered-and-busy: unregister and
+                    // spin; we retry at once, so no wake-up is lost.
+                    if let Some(id) = registered.take() {
+                        self.cancel(id);
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(TimedOut);
+                    }
+                    backoff.snooze();
+                    continue;
+                }
+                Attempt::Wait => {}
+            }
+            match registered.take() {
+                None => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(TimedOut);
+                    }
+                    if !backoff.is_completed() {
+                        backoff.snooze();
+                        continue;
+                    }
+                    // Register, then loop to try once more before parking:
+                    // the handshake of `wait`.
+                    registered = Some(self.register(Unpark::Thread(thread::current()), false));
+                }
+                Some(id) => {
+                    crate::loom::park(deadline);
+                    // Whether woken, timed out or spurious: leave the list
+                    // and try again. A woken waiter always retries once, and
+                    // that retry is what its wake-up was for.
+                    self.cancel(id);
+                }
+            }
+        }
+    }
+
+    /// The async form of [`WaitList::block`]: one poll. `wait` keeps the
+    /// registration between polls; the owner of `wait` must call
+    /// [`WaitList::cancel_and_forward`] if it is dropped while registered.
+    /// `sticky` marks a registration that may outlive the task's interest
+    /// (a `Stream` or `Sink` handle; see [`WaitList::register`]).
+    pub(crate) fn poll<R>(
+        &self,
+        wait: &mut Option<WaitId>,
+        sticky: bool,
+        cx: &mut Context<'_>,
+        mut attempt: impl FnMut() -> Attempt<R>,
+    ) -> Poll<R> {
+        loop {
+            match attempt() {
+                Attempt::Done(r) => {
+                    if let Some(id) = wait.take() {
+                        // As in `block`: a wake-up since the last poll was
+                        // not for what this attempt took.
+                        self.cancel_and_forward(id);
+                    }
+                    return Poll::Ready(r);
+                }
+                Attempt::Busy => {
+                    // A producer is mid-write: poll again soon. (A spin
+                    // loop through the executor: hint it, and let loom
+                    // switch threads here.)
+                    crate::loom::spin_loop();
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Attempt::Wait => {}
+            }
+            match *wait {
+                // Still registered: keep the newest waker and wait.
+                Some(id) if self.refresh(id, cx.waker()) => return Poll::Pending,
+                // Not registered, or woken since: register, then try again.
+                _ => *wait = Some(self.register(Unpark::Waker(cx.waker().clone()), sticky)),
+            }
+        }
     }
 
     #[cold]

@@ -74,7 +74,7 @@ pub fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> std::task::Poll
 /// every `Pending`.
 ///
 /// Why: on `Busy` (a producer has claimed the front slot but not written it
-/// yet) `Chan::poll` calls `wake_by_ref` and returns `Pending` — a spin loop
+/// yet) `WaitList::poll` calls `wake_by_ref` and returns `Pending` — a spin loop
 /// that does not go through the crate's loom shim. loom's `block_on` re-polls
 /// a self-woken future without yielding, so loom would keep scheduling the
 /// polling thread and never the producer (it reports "exceeded maximum
