@@ -200,3 +200,75 @@ impl<T> std::error::Error for SendTimeoutError<T> {}
 impl std::error::Error for RecvError {}
 impl std::error::Error for TryRecvError {}
 impl std::error::Error for RecvTimeoutError {}
+
+/// A send through a [`MemoryBudget`](crate::MemoryBudget) (a
+/// [`BudgetedSender`](crate::BudgetedSender)) or a publish on a bus failed;
+/// the value is handed back and nothing was delivered.
+#[derive(PartialEq, Eq, Clone, Copy)]
+#[non_exhaustive]
+pub enum PublishError<T> {
+    /// `try_*`: a lane (or a subscriber's queue) is full.
+    Full(T),
+    /// `try_*`: the budget does not admit this message at its priority now.
+    OverBudget(T),
+    /// The message is larger than the whole budget; it can never be sent.
+    TooLarge(T),
+    /// The deadline passed first.
+    Timeout(T),
+    /// The channel (or bus) is closed.
+    Closed(T),
+}
+
+impl<T> PublishError<T> {
+    /// The value that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            Self::Full(v)
+            | Self::OverBudget(v)
+            | Self::TooLarge(v)
+            | Self::Timeout(v)
+            | Self::Closed(v) => v,
+        }
+    }
+
+    /// The same error around another value.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> PublishError<U> {
+        match self {
+            Self::Full(v) => PublishError::Full(f(v)),
+            Self::OverBudget(v) => PublishError::OverBudget(f(v)),
+            Self::TooLarge(v) => PublishError::TooLarge(f(v)),
+            Self::Timeout(v) => PublishError::Timeout(f(v)),
+            Self::Closed(v) => PublishError::Closed(f(v)),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Full(_) => "Full",
+            Self::OverBudget(_) => "OverBudget",
+            Self::TooLarge(_) => "TooLarge",
+            Self::Timeout(_) => "Timeout",
+            Self::Closed(_) => "Closed",
+        }
+    }
+}
+
+impl<T> fmt::Debug for PublishError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}(..)", self.name())
+    }
+}
+
+impl<T> fmt::Display for PublishError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Full(_) => "publishing on a full queue",
+            Self::OverBudget(_) => "memory budget exhausted for this priority",
+            Self::TooLarge(_) => "message larger than the whole memory budget",
+            Self::Timeout(_) => "timed out waiting to publish",
+            Self::Closed(_) => "publishing on a closed channel",
+        })
+    }
+}
+
+impl<T> std::error::Error for PublishError<T> {}

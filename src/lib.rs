@@ -52,19 +52,25 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod backoff;
+pub mod budget;
+mod budgeted;
 mod chan;
 mod channel;
 mod error;
 mod future;
+mod gate;
 mod loom;
 mod pad;
 mod priority;
 mod ring;
 mod wait;
 
+pub use budget::{AcquireError, MemoryBudget, Permit, Weigh};
+pub use budgeted::{BudgetedSender, Permitted};
 pub use channel::{bounded, ChannelBuilder, Iter, Receiver, Sender, TryIter};
 pub use error::{
-    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    PublishError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
 pub use future::{RecvFut, SendFut};
 pub use priority::{ParsePriorityError, Priority, LANES};
