@@ -42,7 +42,10 @@ impl Backoff {
     /// Backs off while waiting for another thread to act (a slot being
     /// written, a message to arrive): spins briefly, then yields the core to
     /// that thread, which on an oversubscribed machine may need it.
+    // Under loom `PARK_AFTER` is 0, so the comparisons below are constant
+    // there (clippy: absurd_extreme_comparisons); that is the intent.
     #[inline]
+    #[cfg_attr(loom, allow(clippy::absurd_extreme_comparisons))]
     pub(crate) fn snooze(&mut self) {
         if self.step <= SPIN_LIMIT {
             for _ in 0..1u32 << self.step {
@@ -59,6 +62,7 @@ impl Backoff {
     /// True once spinning and yielding have gone on long enough that the
     /// caller should park instead.
     #[inline]
+    #[cfg_attr(loom, allow(clippy::absurd_extreme_comparisons))]
     pub(crate) fn is_completed(&self) -> bool {
         self.step >= PARK_AFTER
     }

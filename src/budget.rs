@@ -330,7 +330,7 @@ impl MemoryBudget {
     pub fn try_acquire(&self, priority: Priority, bytes: usize) -> Result<Permit, AcquireError> {
         let lane = priority.index();
         self.check_size(bytes)?;
-        match self.inner.try_take(lane, bytes) {
+        match Inner::try_take(&self.inner, lane, bytes) {
             Some(permit) => Ok(permit),
             None => {
                 self.inner.rejections[lane].fetch_add(1, Ordering::Relaxed);
@@ -380,7 +380,7 @@ impl MemoryBudget {
         let mut counted = false;
         let inner = &self.inner;
         let waited = inner.gate.waiters().block(deadline, || {
-            inner.acquire_attempt(lane, bytes, &mut counted)
+            Inner::acquire_attempt(inner, lane, bytes, &mut counted)
         });
         waited.map_err(|TimedOut| {
             inner.rejections[lane].fetch_add(1, Ordering::Relaxed);
@@ -533,32 +533,34 @@ impl Inner {
         used.checked_add(bytes).is_some_and(|total| total <= cap)
     }
 
+    // `this: &Arc<Self>` rather than `self: &Arc<Self>`: loom's `Arc` is not
+    // a method receiver on stable Rust, and these must build under loom.
     #[inline]
-    fn try_take(self: &Arc<Self>, lane: usize, bytes: usize) -> Option<Permit> {
-        let total = self
+    fn try_take(this: &Arc<Self>, lane: usize, bytes: usize) -> Option<Permit> {
+        let total = this
             .gate
-            .try_acquire(bytes, |used| self.admits(lane, bytes, used))?;
-        if total > self.peak.load(Ordering::Relaxed) {
-            self.peak.fetch_max(total, Ordering::Relaxed);
+            .try_acquire(bytes, |used| this.admits(lane, bytes, used))?;
+        if total > this.peak.load(Ordering::Relaxed) {
+            this.peak.fetch_max(total, Ordering::Relaxed);
         }
         Some(Permit {
-            budget: Some(Arc::clone(self)),
+            budget: Some(Arc::clone(this)),
             bytes,
         })
     }
 
     fn acquire_attempt(
-        self: &Arc<Self>,
+        this: &Arc<Self>,
         lane: usize,
         bytes: usize,
         counted: &mut bool,
     ) -> Attempt<Permit> {
-        match self.try_take(lane, bytes) {
+        match Self::try_take(this, lane, bytes) {
             Some(permit) => Attempt::Done(permit),
             None => {
                 if !*counted {
                     *counted = true;
-                    self.waits[lane].fetch_add(1, Ordering::Relaxed);
+                    this.waits[lane].fetch_add(1, Ordering::Relaxed);
                 }
                 Attempt::Wait
             }
@@ -645,7 +647,7 @@ impl Future for AcquireFut<'_> {
         let inner = &this.budget.inner;
         let (lane, bytes, counted) = (this.lane, this.bytes, &mut this.counted);
         let out = inner.gate.waiters().poll(&mut this.wait, false, cx, || {
-            inner.acquire_attempt(lane, bytes, counted)
+            Inner::acquire_attempt(inner, lane, bytes, counted)
         });
         if out.is_ready() {
             this.done = true;
@@ -763,7 +765,7 @@ mod tests {
         assert_eq!(MemoryBudget::new(7).high_watermark(), 5);
         assert_eq!(
             MemoryBudget::new(usize::MAX).high_watermark(),
-            usize::MAX / 5 * 4 + 3
+            usize::MAX / 5 * 4
         );
     }
 

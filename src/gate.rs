@@ -11,7 +11,8 @@
 //! [`WaitList::notify`]). In the SeqCst total order one of the two loads sees
 //! the other side's write: either the retry sees the release, or the release
 //! sees the waiter and wakes it. This is the same handshake as the channel's
-//! (see [`crate::wait`]); the loom model `gate` in `loom-tests/` checks it.
+//! (see [`crate::wait`]); the loom models in `loom-tests/tests/budget.rs`
+//! check it.
 
 use crate::loom::{handshake_load, AtomicUsize, Ordering};
 use crate::pad::CachePadded;
