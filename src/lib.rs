@@ -54,6 +54,8 @@
 mod backoff;
 mod chan;
 mod channel;
+mod codec;
+mod envelope;
 mod error;
 mod future;
 mod loom;
@@ -63,6 +65,8 @@ mod ring;
 mod wait;
 
 pub use channel::{bounded, ChannelBuilder, Iter, Receiver, Sender, TryIter};
+pub use codec::{Codec, DecodeError, EncodeError};
+pub use envelope::{Envelope, Header, WireError};
 pub use error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
