@@ -56,6 +56,8 @@ pub mod budget;
 mod budgeted;
 mod chan;
 mod channel;
+mod codec;
+mod envelope;
 mod error;
 mod future;
 mod gate;
@@ -68,6 +70,8 @@ mod wait;
 pub use budget::{AcquireError, MemoryBudget, Permit, Weigh};
 pub use budgeted::{BudgetedSender, Permitted};
 pub use channel::{bounded, ChannelBuilder, Iter, Receiver, Sender, TryIter};
+pub use codec::{Codec, DecodeError, EncodeError};
+pub use envelope::{Envelope, Header, WireError};
 pub use error::{
     PublishError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
