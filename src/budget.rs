@@ -190,7 +190,7 @@ impl BudgetBuilder {
     }
 
     /// Samples `source` every `interval` on a background thread (which ends
-    /// when the budget is dropped) and tightens the budget's limit while the
+    /// as soon as the budget is dropped) and tightens the budget's limit while the
     /// process is near its own memory limit; see [`MemoryBudget::refresh`].
     pub fn memory_source(mut self, source: impl MemorySource, interval: Duration) -> Self {
         self.source = Some((Box::new(source), interval));
@@ -228,6 +228,8 @@ impl BudgetBuilder {
                 too_large: AtomicUsize::new(0),
                 source,
                 reserve_percent: self.reserve_percent,
+                #[cfg(not(loom))]
+                sampler: std::sync::OnceLock::new(),
             }),
         };
         if let Some(interval) = interval {
@@ -277,6 +279,18 @@ struct Inner {
     too_large: AtomicUsize,
     source: Option<Mutex<Box<dyn MemorySource>>>,
     reserve_percent: u8,
+    /// The sampler thread, woken to exit when the budget is dropped.
+    #[cfg(not(loom))]
+    sampler: std::sync::OnceLock<std::thread::Thread>,
+}
+
+#[cfg(not(loom))]
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(thread) = self.sampler.get() {
+            thread.unpark();
+        }
+    }
 }
 
 /// Counters of a [`MemoryBudget`] (a snapshot). Per-priority arrays are
@@ -401,7 +415,28 @@ impl MemoryBudget {
         }
     }
 
-    fn check_size(&self, bytes: usize) -> Result<(), AcquireError> {
+    /// One admission attempt for a waiting loop of another layer (the bus
+    /// adds its own stop condition); `counted` records the first wait.
+    pub(crate) fn attempt(
+        &self,
+        priority: Priority,
+        bytes: usize,
+        counted: &mut bool,
+    ) -> Attempt<Permit> {
+        Inner::acquire_attempt(&self.inner, priority.index(), bytes, counted)
+    }
+
+    /// The acquirers waiting for a release.
+    pub(crate) fn waiters(&self) -> &crate::wait::WaitList {
+        self.inner.gate.waiters()
+    }
+
+    /// Counts a refused or timed-out acquire of another layer.
+    pub(crate) fn count_rejection(&self, priority: Priority) {
+        self.inner.rejections[priority.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn check_size(&self, bytes: usize) -> Result<(), AcquireError> {
         if bytes > self.inner.max_bytes {
             self.inner.too_large.fetch_add(1, Ordering::Relaxed);
             return Err(AcquireError::TooLarge);
@@ -485,7 +520,8 @@ impl MemoryBudget {
         let spawned = std::thread::Builder::new()
             .name("lanebus-budget-sampler".into())
             .spawn(move || loop {
-                std::thread::sleep(interval);
+                // Unparked when the budget is dropped (`Drop for Inner`).
+                std::thread::park_timeout(interval);
                 match weak.upgrade() {
                     Some(inner) => {
                         MemoryBudget { inner }.refresh();
@@ -494,7 +530,9 @@ impl MemoryBudget {
                 }
             });
         // Without the thread the budget still works, with its static limit.
-        drop(spawned);
+        if let Ok(handle) = spawned {
+            let _ = self.inner.sampler.set(handle.thread().clone());
+        }
     }
 
     #[cfg(loom)]

@@ -7,13 +7,14 @@
 //! serde values. The wire form is documented on [`Envelope`].
 
 use core::fmt;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::budget::{Permit, Weigh};
 use crate::codec::{Codec, DecodeError, EncodeError};
+use crate::loom::plain::Arc;
 use crate::priority::Priority;
 
 /// The first four bytes of every wire form.
@@ -107,6 +108,10 @@ struct Shared {
     header: Header,
     /// `header.wire_len()`, computed once.
     header_weight: usize,
+    /// The budget share of the message, released when the last clone goes
+    /// (by whoever holds it then: a subscriber, a dead-letter queue, a
+    /// shutdown report).
+    permit: Permit,
 }
 
 /// A message: a shared [`Header`], a payload of bytes and a delivery
@@ -187,6 +192,7 @@ impl Envelope {
             shared: Arc::new(Shared {
                 header,
                 header_weight,
+                permit: Permit::none(),
             }),
             payload,
             attempt: 0,
@@ -273,6 +279,33 @@ impl Envelope {
     /// The length of [`Envelope::to_wire`], computed without encoding.
     pub fn weight(&self) -> usize {
         self.shared.header_weight.saturating_add(self.payload.len())
+    }
+
+    /// Bytes of a [`MemoryBudget`](crate::MemoryBudget) this message holds
+    /// (0 if it was not published under one). Every clone shares the one
+    /// charge, released when the last clone is dropped.
+    pub fn budget_bytes(&self) -> usize {
+        self.shared.permit.bytes()
+    }
+
+    pub(crate) fn permit(&self) -> &Permit {
+        &self.shared.permit
+    }
+
+    /// Makes `permit` the budget share of this message (replacing any
+    /// other). If the header is shared with other clones, this envelope gets
+    /// its own copy of it.
+    pub(crate) fn attach_permit(&mut self, permit: Permit) {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.permit = permit,
+            None => {
+                self.shared = Arc::new(Shared {
+                    header: self.shared.header.clone(),
+                    header_weight: self.shared.header_weight,
+                    permit,
+                });
+            }
+        }
     }
 
     /// Decodes the payload with [`Codec::default`].
@@ -415,6 +448,13 @@ impl PartialEq for Envelope {
 }
 
 impl Eq for Envelope {}
+
+/// Its weight in a budget: [`Envelope::weight`], the wire size.
+impl Weigh for Envelope {
+    fn weight(&self) -> usize {
+        Envelope::weight(self)
+    }
+}
 
 /// Prints the header, the attempt and the payload length, not the payload.
 impl fmt::Debug for Envelope {

@@ -54,6 +54,7 @@
 mod backoff;
 pub mod budget;
 mod budgeted;
+pub mod bus;
 mod chan;
 mod channel;
 mod codec;
@@ -65,10 +66,13 @@ mod loom;
 mod pad;
 mod priority;
 mod ring;
+mod subscription;
+mod topic;
 mod wait;
 
 pub use budget::{AcquireError, MemoryBudget, Permit, Weigh};
 pub use budgeted::{BudgetedSender, Permitted};
+pub use bus::{Bus, BusBuilder, BusStats, Message, Publisher, SubscribeOptions};
 pub use channel::{bounded, ChannelBuilder, Iter, Receiver, Sender, TryIter};
 pub use codec::{Codec, DecodeError, EncodeError};
 pub use envelope::{Envelope, Header, WireError};
@@ -78,6 +82,8 @@ pub use error::{
 };
 pub use future::{RecvFut, SendFut};
 pub use priority::{ParsePriorityError, Priority, LANES};
+pub use subscription::{SlowSubscriber, Subscription};
+pub use topic::{validate_topic, TopicError, MAX_TOPIC_LEN};
 
 /// The examples of README.md, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -20,6 +20,16 @@ pub(crate) use std::{
     thread,
 };
 
+/// Plain `std` types even under loom, for state that no lock-free protocol
+/// depends on: the bus's registry of topics and subscriptions (guarded by a
+/// lock, changed only when subscriptions come and go, and in need of
+/// `Weak`, which loom lacks) and the immutable shared header of an
+/// envelope. The protocols they drive (channels, gates) are modelled
+/// through the types above.
+pub(crate) mod plain {
+    pub(crate) use std::sync::{Arc, RwLock, Weak};
+}
+
 /// `std::cell::UnsafeCell` with loom's closure API, so that the same code
 /// compiles against both.
 #[cfg(not(loom))]

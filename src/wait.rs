@@ -287,6 +287,34 @@ impl WaitList {
         }
     }
 
+    /// [`WaitList::poll`] as a future that runs `attempt` until it is
+    /// `Done`. Dropped while registered, it passes on a wake-up it received.
+    pub(crate) fn wait_async<'a, R: 'a>(
+        &'a self,
+        mut attempt: impl FnMut() -> Attempt<R> + 'a,
+    ) -> impl core::future::Future<Output = R> + 'a {
+        struct Registered<'a> {
+            list: &'a WaitList,
+            wait: Option<WaitId>,
+        }
+        impl Drop for Registered<'_> {
+            fn drop(&mut self) {
+                if let Some(id) = self.wait.take() {
+                    self.list.cancel_and_forward(id);
+                }
+            }
+        }
+        let mut registered = Registered {
+            list: self,
+            wait: None,
+        };
+        core::future::poll_fn(move |cx| {
+            registered
+                .list
+                .poll(&mut registered.wait, false, cx, &mut attempt)
+        })
+    }
+
     #[cold]
     fn notify_slow(&self, n: usize) {
         let mut inner = self.lock();
