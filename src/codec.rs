@@ -92,8 +92,23 @@ impl Codec {
     /// limit, [`EncodeError::Serialize`] if the value cannot be encoded (its
     /// `Serialize` impl failed, or it is a sequence of unknown length).
     pub fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, EncodeError> {
+        // Two passes: count, then write into a buffer of exactly that size.
+        // One allocation, no spare capacity (the weight a budget charges is
+        // the memory held), and nothing allocated for a value over the
+        // limit.
+        let mut counter = CountingWriter {
+            len: 0,
+            limit: self.limit,
+        };
+        match bincode::serde::encode_into_writer(value, &mut counter, config()) {
+            Ok(()) => {}
+            Err(_) if counter.len > self.limit => {
+                return Err(EncodeError::TooLarge { limit: self.limit })
+            }
+            Err(err) => return Err(EncodeError::Serialize(encode_message(err))),
+        }
         let mut writer = LimitedWriter {
-            buf: Vec::new(),
+            buf: Vec::with_capacity(counter.len),
             limit: self.limit,
             overflowed: false,
         };
@@ -165,6 +180,22 @@ struct LimitedWriter {
     limit: usize,
     /// Set when a write was refused for the limit.
     overflowed: bool,
+}
+
+/// Counts the bytes of an encoding; fails once past `limit`.
+struct CountingWriter {
+    len: usize,
+    limit: usize,
+}
+
+impl bincode::enc::write::Writer for CountingWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), BincodeEncodeError> {
+        self.len = self.len.saturating_add(bytes.len());
+        if self.len > self.limit {
+            return Err(BincodeEncodeError::Other("size limit exceeded"));
+        }
+        Ok(())
+    }
 }
 
 impl bincode::enc::write::Writer for LimitedWriter {
