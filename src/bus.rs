@@ -758,6 +758,13 @@ impl Bus {
                 }
             }
         }
+        if self.is_closed() {
+            // Closed while this publish waited: hand it back. (A close that
+            // lands between here and the pushes makes those pushes fail;
+            // the returned count says how many queues it reached.)
+            release(targets, &reserved, lane);
+            return Err(PublishError::Closed(envelope));
+        }
         Ok(self.push_reserved(targets, &reserved, envelope))
     }
 

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{scale, CountingWaker, Rng, Tracker};
+use common::{scale, wait_until, CountingWaker, Rng, Tracker};
 use futures_executor::block_on;
 use lanebus::budget::{CgroupMemory, MemoryReading, MemorySource, ProcessRss};
 use lanebus::{AcquireError, ChannelBuilder, MemoryBudget, Priority, PublishError, Weigh};
@@ -87,7 +87,9 @@ fn blocked_acquire_wakes_on_release() {
         let budget = budget.clone();
         thread::spawn(move || budget.acquire(Priority::Normal, 40).map(|p| p.bytes()))
     };
-    let_them_block();
+    wait_until("the acquire waits", || {
+        budget.stats().waits[Priority::Normal.index()] == 1
+    });
     assert_eq!(budget.in_use(), 80, "the waiter must not get in yet");
     drop(hold);
     assert_eq!(waiter.join().unwrap(), Ok(40));

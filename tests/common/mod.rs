@@ -16,6 +16,20 @@ pub fn scale(normal: usize, miri: usize) -> usize {
     }
 }
 
+/// Waits (polling) until `cond` holds: to let another thread reach a
+/// blocking call before the test acts. Panics after a generous 30 s, which
+/// only a hang reaches.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Counts how often each id was dropped.
 #[derive(Debug)]
 pub struct Tracker {
