@@ -185,9 +185,13 @@ impl Envelope {
         let payload = payload.into();
         // A `Bytes` made from a `Vec` allocates its shared reference count on
         // its first clone. Take that allocation here, next to the `Arc`'s,
-        // so that cloning an envelope never allocates. For a payload that is
-        // already shared or static this is a count increment and decrement.
-        drop(payload.clone());
+        // so that cloning an envelope never allocates. Only a unique payload
+        // can be such a `Vec`: one that is already shared (a buffer fanned
+        // out to many messages) or static skips the increment and decrement,
+        // which on a shared count contend with every thread dropping a clone.
+        if payload.is_unique() {
+            drop(payload.clone());
+        }
         Envelope {
             shared: Arc::new(Shared {
                 header,

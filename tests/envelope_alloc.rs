@@ -56,6 +56,21 @@ fn allocations() {
     let shared = Envelope::new(Header::new("t"), Bytes::from_static(b"static"));
     let (_, count, _) = allocated(|| shared.clone());
     assert_eq!(count, 0, "clone allocated");
+    // Payloads that are not a lone `Vec`: a buffer already shared with
+    // other messages, a `Vec` with spare capacity, and a slice.
+    let buffer = Bytes::from(vec![2u8; 64]);
+    let mut spare = Vec::with_capacity(128);
+    spare.extend_from_slice(&[3u8; 64]);
+    for payload in [
+        buffer.clone(),
+        Bytes::from(spare),
+        Bytes::from(vec![4u8; 64]).slice(1..),
+    ] {
+        let env = Envelope::new(Header::new("t"), payload);
+        let (copy, count, _) = allocated(|| env.clone());
+        assert_eq!(count, 0, "clone allocated");
+        assert_eq!(copy, env);
+    }
 
     // Hostile length prefixes: 9 bytes claim up to 2^60 bytes or elements.
     for len in [1 << 20, 1 << 33, 1 << 60] {
