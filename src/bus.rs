@@ -261,6 +261,18 @@ struct BusInner {
     unrouted: AtomicUsize,
 }
 
+/// The last handle of the bus (every `Bus` and `Publisher`) is gone: close
+/// every queue, so that subscriptions drain what is queued and then end
+/// instead of waiting for publishers that cannot exist any more.
+impl Drop for BusInner {
+    fn drop(&mut self) {
+        let registry = self.registry.get_mut().unwrap_or_else(|e| e.into_inner());
+        for queue in &registry.queues {
+            queue.close();
+        }
+    }
+}
+
 #[derive(Default)]
 struct Registry {
     topics: HashMap<Arc<str>, Arc<TopicState>>,
@@ -359,9 +371,8 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// `TooLarge` at once, `Closed`; an invalid topic name is `Closed` too
-    /// (use [`Bus::publisher`] to see the [`TopicError`]). The envelope is
-    /// handed back.
+    /// `TooLarge` at once, `Closed`, `InvalidTopic` (use [`Bus::publisher`]
+    /// to see the [`TopicError`]). The envelope is handed back.
     pub fn publish(&self, topic: &str, message: Message) -> Result<usize, PublishError<Envelope>> {
         self.publish_inner(topic, message, Wait::Until(None))
     }
@@ -411,7 +422,11 @@ impl Bus {
     ) -> Result<usize, PublishError<Envelope>> {
         let state = match self.topic(topic) {
             Ok(state) => state,
-            Err(_) => return Err(PublishError::Closed(self.bare_envelope(topic, message))),
+            Err(_) => {
+                return Err(PublishError::InvalidTopic(
+                    self.bare_envelope(topic, message),
+                ))
+            }
         };
         let envelope = self.envelope(&state.name, message, self.next_id());
         self.deliver_async(&state.snapshot(), envelope).await
@@ -428,7 +443,7 @@ impl Bus {
     pub fn publish_envelope(&self, envelope: Envelope) -> Result<usize, PublishError<Envelope>> {
         let state = match self.topic(envelope.topic()) {
             Ok(state) => state,
-            Err(_) => return Err(PublishError::Closed(envelope)),
+            Err(_) => return Err(PublishError::InvalidTopic(envelope)),
         };
         self.deliver(&state.snapshot(), envelope, Wait::Until(None))
     }
@@ -441,7 +456,11 @@ impl Bus {
     ) -> Result<usize, PublishError<Envelope>> {
         let state = match self.topic(topic) {
             Ok(state) => state,
-            Err(_) => return Err(PublishError::Closed(self.bare_envelope(topic, message))),
+            Err(_) => {
+                return Err(PublishError::InvalidTopic(
+                    self.bare_envelope(topic, message),
+                ))
+            }
         };
         let envelope = self.envelope(&state.name, message, self.next_id());
         self.deliver(&state.snapshot(), envelope, wait)
@@ -516,7 +535,8 @@ impl Bus {
     /// Closes the bus: publishes fail with `Closed` from now on, every
     /// subscription drains what is queued and then reports closed, and
     /// publishers waiting for room or budget wake up. Returns true if this
-    /// call closed it.
+    /// call closed it. Dropping the last `Bus` and `Publisher` handle closes
+    /// it too.
     pub fn close(&self) -> bool {
         if self.inner.closed.swap(1, Ordering::SeqCst) != 0 {
             return false;
@@ -654,17 +674,16 @@ impl Bus {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed) as u64
     }
 
+    /// A new envelope; its enqueue time is set once it is admitted (see
+    /// `push_reserved`).
     fn envelope(&self, topic: &Arc<str>, message: Message, id: u64) -> Envelope {
-        let enqueued_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         Envelope::new(
             Header {
                 id,
                 topic: topic.clone(),
                 priority: message.priority,
                 key: message.key,
-                enqueued_at,
+                enqueued_at: 0,
                 headers: message.headers,
             },
             message.payload,
@@ -832,7 +851,20 @@ impl Bus {
 
     /// Pushes `envelope` into every reserved queue: clones for all but the
     /// last, which gets the envelope itself.
-    fn push_reserved(&self, targets: &[Arc<Queue>], reserved: &Marks, envelope: Envelope) -> usize {
+    fn push_reserved(
+        &self,
+        targets: &[Arc<Queue>],
+        reserved: &Marks,
+        mut envelope: Envelope,
+    ) -> usize {
+        if envelope.enqueued_at() == 0 {
+            // Admitted now (budget and room): this is when it is enqueued,
+            // not when `publish` was called.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            envelope.set_enqueued_at(now);
+        }
         self.inner.published.fetch_add(1, Ordering::Relaxed);
         let priority = envelope.priority();
         let Some(last) = reserved.last() else {

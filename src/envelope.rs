@@ -292,6 +292,14 @@ impl Envelope {
         self.shared.permit.bytes()
     }
 
+    /// Sets the enqueue time if no other clone shares the header (a new
+    /// envelope being published).
+    pub(crate) fn set_enqueued_at(&mut self, unix_nanos: u64) {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.header.enqueued_at = unix_nanos;
+        }
+    }
+
     pub(crate) fn permit(&self) -> &Permit {
         &self.shared.permit
     }

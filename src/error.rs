@@ -217,6 +217,9 @@ pub enum PublishError<T> {
     Timeout(T),
     /// The channel (or bus) is closed.
     Closed(T),
+    /// The topic name is not valid (bus only; see
+    /// [`validate_topic`](crate::validate_topic)).
+    InvalidTopic(T),
 }
 
 impl<T> PublishError<T> {
@@ -227,7 +230,8 @@ impl<T> PublishError<T> {
             | Self::OverBudget(v)
             | Self::TooLarge(v)
             | Self::Timeout(v)
-            | Self::Closed(v) => v,
+            | Self::Closed(v)
+            | Self::InvalidTopic(v) => v,
         }
     }
 
@@ -239,6 +243,7 @@ impl<T> PublishError<T> {
             Self::TooLarge(v) => PublishError::TooLarge(f(v)),
             Self::Timeout(v) => PublishError::Timeout(f(v)),
             Self::Closed(v) => PublishError::Closed(f(v)),
+            Self::InvalidTopic(v) => PublishError::InvalidTopic(f(v)),
         }
     }
 
@@ -249,6 +254,7 @@ impl<T> PublishError<T> {
             Self::TooLarge(_) => "TooLarge",
             Self::Timeout(_) => "Timeout",
             Self::Closed(_) => "Closed",
+            Self::InvalidTopic(_) => "InvalidTopic",
         }
     }
 }
@@ -267,6 +273,7 @@ impl<T> fmt::Display for PublishError<T> {
             Self::TooLarge(_) => "message larger than the whole memory budget",
             Self::Timeout(_) => "timed out waiting to publish",
             Self::Closed(_) => "publishing on a closed channel",
+            Self::InvalidTopic(_) => "publishing on an invalid topic name",
         })
     }
 }

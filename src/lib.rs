@@ -70,7 +70,7 @@ mod subscription;
 mod topic;
 mod wait;
 
-pub use budget::{AcquireError, MemoryBudget, Permit, Weigh};
+pub use budget::{AcquireError, BudgetStats, MemoryBudget, Permit, Weigh};
 pub use budgeted::{BudgetedSender, Permitted};
 pub use bus::{Bus, BusBuilder, BusStats, Message, Publisher, SubscribeOptions};
 pub use channel::{bounded, ChannelBuilder, Iter, Receiver, Sender, TryIter};

@@ -148,7 +148,7 @@ fn invalid_names_are_errors_and_hand_the_message_back() {
         Err(TopicError::InvalidChar('*'))
     ));
     match bus.publish("bad topic", Message::new(&b"keep me"[..])) {
-        Err(PublishError::Closed(e)) => assert_eq!(e.payload().as_ref(), b"keep me"),
+        Err(PublishError::InvalidTopic(e)) => assert_eq!(e.payload().as_ref(), b"keep me"),
         other => panic!("expected the message back, got {other:?}"),
     }
 }
@@ -465,4 +465,32 @@ fn dropping_the_bus_closes_its_subscriptions_after_they_drain() {
     drop(bus);
     assert_eq!(value(&sub.recv().unwrap()), 1);
     assert!(sub.recv().is_err());
+}
+
+#[test]
+fn enqueue_time_is_when_admitted_not_when_called() {
+    let budget = MemoryBudget::builder(1000).high_watermark(1000).build();
+    let bus = Bus::builder().budget(budget.clone()).build();
+    let sub = bus.subscribe("t").unwrap();
+    let hold = budget.acquire(Priority::Normal, 1000).unwrap();
+    let publisher = {
+        let bus = bus.clone();
+        thread::spawn(move || {
+            let called = std::time::SystemTime::now();
+            bus.publish("t", Message::new(vec![0u8; 10])).unwrap();
+            called
+        })
+    };
+    wait_until("the publish waits", || {
+        budget.stats().waits[Priority::Normal.index()] == 1
+    });
+    let released = std::time::SystemTime::now();
+    drop(hold);
+    let called = publisher.join().unwrap();
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    };
+    let enqueued = sub.recv().unwrap().enqueued_at();
+    assert!(unix(called) <= unix(released));
+    assert!(enqueued >= unix(released), "stamped before it was admitted");
 }
