@@ -38,8 +38,8 @@ use crate::budget::{AcquireError, MemoryBudget};
 use crate::codec::{Codec, EncodeError};
 use crate::envelope::{Envelope, Header};
 use crate::error::PublishError;
-use crate::loom::plain::{Arc, RwLock, Weak};
-use crate::loom::{AtomicUsize, Ordering};
+use crate::loom::plain::{Arc, Weak};
+use crate::loom::{AtomicUsize, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::priority::{Priority, LANES};
 use crate::subscription::{new_queue, Queue, Registration, Reserve, SlowSubscriber, Subscription};
 use crate::topic::{validate_topic, Pattern, TopicError};
@@ -574,14 +574,14 @@ impl Bus {
 
     // ----- registry -----
 
-    fn read_registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+    fn read_registry(&self) -> RwLockReadGuard<'_, Registry> {
         self.inner
             .registry
             .read()
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_registry(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+    fn write_registry(&self) -> RwLockWriteGuard<'_, Registry> {
         self.inner
             .registry
             .write()

@@ -9,25 +9,26 @@
 pub(crate) use loom::{
     cell::UnsafeCell,
     sync::atomic::{AtomicUsize, Ordering},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard},
     thread,
 };
 
 #[cfg(not(loom))]
 pub(crate) use std::{
     sync::atomic::{AtomicUsize, Ordering},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard},
     thread,
 };
 
 /// Plain `std` types even under loom, for state that no lock-free protocol
-/// depends on: the bus's registry of topics and subscriptions (guarded by a
-/// lock, changed only when subscriptions come and go, and in need of
-/// `Weak`, which loom lacks) and the immutable shared header of an
-/// envelope. The protocols they drive (channels, gates) are modelled
-/// through the types above.
+/// depends on: the reference counts of the bus's registry of topics and
+/// subscriptions (it needs `Weak`, which loom lacks) and the immutable
+/// shared header of an envelope. The locks that guard the registry are
+/// loom's (above): a std lock held across a loom operation would block
+/// loom's one OS thread when another loom thread takes it, and would hide
+/// from loom the ordering it gives to what it guards.
 pub(crate) mod plain {
-    pub(crate) use std::sync::{Arc, RwLock, Weak};
+    pub(crate) use std::sync::{Arc, Weak};
 }
 
 /// `std::cell::UnsafeCell` with loom's closure API, so that the same code

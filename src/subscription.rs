@@ -25,7 +25,10 @@ use crate::channel::{Receiver, Sender};
 use crate::envelope::Envelope;
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError, TrySendError};
 use crate::gate::Gate;
-use crate::loom::{Arc, AtomicUsize, Ordering};
+// The bus's registry keeps queues and registrations in std `Arc`s (it needs
+// `Weak`, which loom lacks; see `crate::loom::plain`).
+use crate::loom::plain::Arc;
+use crate::loom::{AtomicUsize, Ordering};
 use crate::priority::{Priority, LANES};
 use crate::topic::Pattern;
 use crate::wait::{Attempt, TimedOut};
