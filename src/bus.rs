@@ -420,15 +420,7 @@ impl Bus {
         topic: &str,
         message: Message,
     ) -> Result<usize, PublishError<Envelope>> {
-        let state = match self.topic(topic) {
-            Ok(state) => state,
-            Err(_) => {
-                return Err(PublishError::InvalidTopic(
-                    self.bare_envelope(topic, message),
-                ))
-            }
-        };
-        let envelope = self.envelope(&state.name, message, self.next_id());
+        let (state, envelope) = self.prepare(topic, message)?;
         self.deliver_async(&state.snapshot(), envelope).await
     }
 
@@ -454,16 +446,25 @@ impl Bus {
         message: Message,
         wait: Wait,
     ) -> Result<usize, PublishError<Envelope>> {
-        let state = match self.topic(topic) {
-            Ok(state) => state,
-            Err(_) => {
-                return Err(PublishError::InvalidTopic(
-                    self.bare_envelope(topic, message),
-                ))
-            }
-        };
-        let envelope = self.envelope(&state.name, message, self.next_id());
+        let (state, envelope) = self.prepare(topic, message)?;
         self.deliver(&state.snapshot(), envelope, wait)
+    }
+
+    /// Looks up `topic` and wraps `message` in a new envelope for it.
+    fn prepare(
+        &self,
+        topic: &str,
+        message: Message,
+    ) -> Result<(Arc<TopicState>, Envelope), PublishError<Envelope>> {
+        match self.topic(topic) {
+            Ok(state) => {
+                let envelope = self.envelope(&state.name, message, self.next_id());
+                Ok((state, envelope))
+            }
+            Err(_) => Err(PublishError::InvalidTopic(
+                self.bare_envelope(topic, message),
+            )),
+        }
     }
 
     /// Subscribes to a topic or pattern (`orders.created`, `orders.*`, `*`):
