@@ -1,0 +1,552 @@
+//! Verification and the reports: text, markdown and JSON.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use lanebus::{BudgetStats, Priority, LANES};
+use serde::Serialize;
+
+use crate::baseline::Comparison;
+use crate::common::{
+    group, human_bytes, new_histogram, peak_rss_bytes, per_priority, Fingerprint, Outcome,
+};
+use crate::{describe_budget, Args, Mode};
+
+// ----- verification -----
+
+pub struct Verdict {
+    pub ok: bool,
+    pub lines: Vec<String>,
+}
+
+fn mismatch(who: &str, sent: &Fingerprint, got: &Fingerprint) -> String {
+    format!(
+        "{who}: sent {} (seq sum {}, hash sum {:#x}), received {} (seq sum {}, hash sum {:#x})",
+        sent.count, sent.seq_sum, sent.hash_sum, got.count, got.seq_sum, got.hash_sum
+    )
+}
+
+pub fn verify(outcome: &Outcome) -> Verdict {
+    let mut lines = Vec::new();
+    for (id, p) in outcome.producers.iter().enumerate() {
+        let mut got = Fingerprint::default();
+        for c in &outcome.workers {
+            got.merge(&c.received[id]);
+        }
+        if got != p.sent {
+            lines.push(mismatch(&format!("producer {id}"), &p.sent, &got));
+        }
+        for (s, sub) in outcome.subscribers.iter().enumerate() {
+            if sub.received[id] != p.sent {
+                let who = format!("subscriber {s}, producer {id}");
+                lines.push(mismatch(&who, &p.sent, &sub.received[id]));
+            }
+        }
+        lines.extend(p.error.iter().cloned());
+    }
+    let consumers = outcome.workers.iter().map(|c| (String::new(), c));
+    let subscribers = outcome
+        .subscribers
+        .iter()
+        .enumerate()
+        .map(|(s, c)| (format!("subscriber {s}: "), c));
+    for (who, c) in consumers.chain(subscribers) {
+        lines.extend(c.errors.iter().map(|e| format!("{who}{e}")));
+        if c.error_count > c.errors.len() as u64 {
+            let more = c.error_count - c.errors.len() as u64;
+            lines.push(format!("{who}... and {more} more errors"));
+        }
+    }
+    lines.extend(outcome.failures.iter().cloned());
+    if let Some(b) = &outcome.budget {
+        if b.peak > b.max_bytes {
+            lines.push(format!(
+                "budget exceeded: peak {} B > max {} B",
+                group(b.peak as u64),
+                group(b.max_bytes as u64)
+            ));
+        }
+        if b.in_use != 0 {
+            lines.push(format!(
+                "{} B still charged to the budget after everything drained",
+                group(b.in_use as u64)
+            ));
+        }
+    }
+    let ok = lines.is_empty();
+    if ok {
+        let by = match outcome.subscribers.len() {
+            0 => String::new(),
+            1 => " by the workers and by the subscriber".to_string(),
+            n => format!(" by the workers and by each of {n} subscribers"),
+        };
+        let budget = outcome.budget.as_ref().map_or(String::new(), |b| {
+            format!(
+                "; budget peak {} <= max {} B, 0 B left",
+                group(b.peak as u64),
+                group(b.max_bytes as u64)
+            )
+        });
+        lines.push(format!(
+            "OK: every sequence number of all {} producers received exactly once{by} \
+             (count, seq sum and hash sum match); payloads intact; per-lane order kept{budget}",
+            outcome.producers.len()
+        ));
+    }
+    Verdict { ok, lines }
+}
+
+// ----- summary -----
+
+/// Latency percentiles of one histogram, in microseconds.
+#[derive(Clone, Copy)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_us: f64,
+    pub p95_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Self {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Self {
+            count: h.len(),
+            p50_us: us(h.value_at_quantile(0.5)),
+            p95_us: us(h.value_at_quantile(0.95)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            max_us: us(h.max()),
+        }
+    }
+
+    /// The percentiles as table cells (`-` without messages).
+    fn cells(&self) -> [String; 5] {
+        let all = [
+            self.p50_us,
+            self.p95_us,
+            self.p99_us,
+            self.p999_us,
+            self.max_us,
+        ];
+        all.map(|v| match self.count {
+            0 => "-".to_string(),
+            _ => format!("{v:.1}"),
+        })
+    }
+}
+
+/// The figures every report shows.
+pub struct Summary {
+    /// Messages the workers received (each message once).
+    pub total: u64,
+    pub rate: f64,
+    pub elapsed: Duration,
+    /// The workers' latency per priority.
+    pub lanes: Vec<(Priority, Latency)>,
+    /// Bus mode with subscribers: how many, and their latency over every
+    /// delivery and priority.
+    pub subscribers: Option<(usize, Latency)>,
+    pub budget: Option<BudgetStats>,
+    pub peak_rss: Option<u64>,
+}
+
+impl Summary {
+    pub fn new(outcome: &Outcome) -> Self {
+        let lanes = Priority::ALL
+            .iter()
+            .map(|&p| {
+                let mut h = new_histogram();
+                for c in &outcome.workers {
+                    h.add(&c.latency[p.index()]).expect("same bounds");
+                }
+                (p, Latency::of(&h))
+            })
+            .collect();
+        let subscribers = (!outcome.subscribers.is_empty()).then(|| {
+            let mut h = new_histogram();
+            for c in &outcome.subscribers {
+                for lane in &c.latency {
+                    h.add(lane).expect("same bounds");
+                }
+            }
+            (outcome.subscribers.len(), Latency::of(&h))
+        });
+        let total: u64 = outcome.workers.iter().map(|c| c.count()).sum();
+        Self {
+            total,
+            rate: total as f64 / outcome.elapsed.as_secs_f64(),
+            elapsed: outcome.elapsed,
+            lanes,
+            subscribers,
+            budget: outcome.budget.clone(),
+            peak_rss: peak_rss_bytes(),
+        }
+    }
+}
+
+// ----- lines shared by the text and markdown reports -----
+
+fn settings(args: &Args) -> String {
+    let mut s = format!("producers {}, workers {}", args.producers, args.workers);
+    if args.mode == Mode::Bus {
+        let _ = write!(s, ", subscribers {}", args.subscribers);
+    }
+    let _ = write!(
+        s,
+        ", capacity {}/lane, batch {}, payload {} B, mix {}",
+        args.capacity,
+        args.batch_size,
+        args.payload_size,
+        args.priority_mix.describe()
+    );
+    if args.interval > 0 {
+        let _ = write!(s, ", interval {} us", args.interval);
+    }
+    if args.budget.is_some() {
+        let _ = write!(s, ", budget {}", describe_budget(args));
+    }
+    s
+}
+
+fn latency_note(args: &Args) -> &'static str {
+    match args.mode {
+        Mode::Channel => "latency: from the send call to the receive (monotonic clock)",
+        Mode::Bus => {
+            "latency: from the admitted publish (envelope enqueued_at, wall clock) to the \
+             receive; time a publisher waited for budget or room is not included"
+        }
+    }
+}
+
+/// `1 subscriber`, `2 subscribers`.
+fn plural(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
+fn rss_text(summary: &Summary) -> String {
+    summary.peak_rss.map_or("n/a".into(), human_bytes)
+}
+
+fn budget_text(b: &BudgetStats) -> String {
+    format!(
+        "{} (watermark {}), peak {} ({} B, {:.1}%); waits {}; rejections {}; too large {}",
+        human_bytes(b.max_bytes as u64),
+        human_bytes(b.high_watermark as u64),
+        human_bytes(b.peak as u64),
+        group(b.peak as u64),
+        b.peak as f64 * 100.0 / b.max_bytes as f64,
+        per_priority(b.waits),
+        per_priority(b.rejections),
+        b.too_large
+    )
+}
+
+fn throughput_text(args: &Args, summary: &Summary) -> String {
+    let fanout = match summary.subscribers {
+        Some((n, l)) => format!(
+            " (+ {} deliveries to {})",
+            group(l.count),
+            plural(n, "subscriber")
+        ),
+        None => String::new(),
+    };
+    format!(
+        "sent for {} s, drained after {:.2} s: {} messages{fanout}, {} msg/s",
+        args.duration,
+        summary.elapsed.as_secs_f64(),
+        group(summary.total),
+        group(summary.rate as u64)
+    )
+}
+
+// ----- text -----
+
+pub fn text(
+    args: &Args,
+    summary: &Summary,
+    verdict: &Verdict,
+    comparison: Option<&Comparison>,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "lanebus stress ({}): {}",
+        args.mode.as_str(),
+        settings(args)
+    );
+    let _ = writeln!(s, "{}", throughput_text(args, summary));
+    let _ = writeln!(
+        s,
+        "{:<12} {:>14} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "priority", "messages", "p50 us", "p95 us", "p99 us", "p99.9 us", "max us"
+    );
+    let row = |s: &mut String, name: &str, l: &Latency| {
+        let [p50, p95, p99, p999, max] = l.cells();
+        let n = group(l.count);
+        let _ = writeln!(
+            s,
+            "{name:<12} {n:>14} {p50:>10} {p95:>10} {p99:>10} {p999:>10} {max:>10}"
+        );
+    };
+    for (p, l) in &summary.lanes {
+        row(&mut s, p.as_str(), l);
+    }
+    if let Some((_, l)) = &summary.subscribers {
+        row(&mut s, "subscribers", l);
+    }
+    let _ = writeln!(s, "{}", latency_note(args));
+    let _ = writeln!(s, "peak RSS: {}", rss_text(summary));
+    if let Some(b) = &summary.budget {
+        let _ = writeln!(s, "budget: {}", budget_text(b));
+    }
+    for line in &verdict.lines {
+        let _ = writeln!(s, "verify: {line}");
+    }
+    if let Some(c) = comparison {
+        s.push_str(&c.text_table());
+    }
+    s
+}
+
+// ----- markdown -----
+
+pub fn markdown(
+    args: &Args,
+    summary: &Summary,
+    verdict: &Verdict,
+    comparison: Option<&Comparison>,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "### lanebus stress: {} mode\n", args.mode.as_str());
+    let _ = writeln!(s, "{}\n", settings(args));
+    let _ = writeln!(s, "| metric | value |\n|---|---:|");
+    let _ = writeln!(s, "| throughput | {} msg/s |", group(summary.rate as u64));
+    let _ = writeln!(
+        s,
+        "| messages | {} in {:.2} s |",
+        group(summary.total),
+        summary.elapsed.as_secs_f64()
+    );
+    if let Some((n, l)) = &summary.subscribers {
+        let to = plural(*n, "subscriber");
+        let _ = writeln!(s, "| fan-out | {} deliveries to {to} |", group(l.count));
+    }
+    let _ = writeln!(s, "| peak RSS | {} |\n", rss_text(summary));
+    let _ = writeln!(
+        s,
+        "| priority | messages | p50 µs | p95 µs | p99 µs | p99.9 µs | max µs |\n\
+         |---|---:|---:|---:|---:|---:|---:|"
+    );
+    let row = |s: &mut String, name: &str, l: &Latency| {
+        let [p50, p95, p99, p999, max] = l.cells();
+        let n = group(l.count);
+        let _ = writeln!(
+            s,
+            "| {name} | {n} | {p50} | {p95} | {p99} | {p999} | {max} |"
+        );
+    };
+    for (p, l) in &summary.lanes {
+        row(&mut s, p.as_str(), l);
+    }
+    if let Some((_, l)) = &summary.subscribers {
+        row(&mut s, "subscribers (all)", l);
+    }
+    let _ = writeln!(s, "\n{}\n", latency_note(args));
+    if let Some(b) = &summary.budget {
+        let _ = writeln!(s, "**Budget:** {}\n", budget_text(b));
+    }
+    let mark = if verdict.ok { "✅" } else { "❌" };
+    for line in &verdict.lines {
+        let _ = writeln!(s, "**Verification:** {mark} {line}\n");
+    }
+    if let Some(c) = comparison {
+        s.push_str(&c.markdown_table());
+    }
+    s
+}
+
+// ----- json -----
+
+/// The settings, as the JSON report's `config` (the first seven keys are
+/// those of the first version of the report).
+#[derive(Serialize)]
+pub struct JsonConfig {
+    duration_secs: u64,
+    producers: u32,
+    /// The workers (named `consumers` since the first version).
+    consumers: u32,
+    capacity: usize,
+    batch_size: usize,
+    payload_size: usize,
+    priority_mix: String,
+    mode: &'static str,
+    subscribers: u32,
+    interval_us: u64,
+    budget_bytes: Option<usize>,
+    high_watermark_bytes: Option<usize>,
+}
+
+pub fn json_config(args: &Args) -> JsonConfig {
+    let budget = crate::build_budget(args);
+    JsonConfig {
+        duration_secs: args.duration,
+        producers: args.producers,
+        consumers: args.workers,
+        capacity: args.capacity.get(),
+        batch_size: args.batch_size.get(),
+        payload_size: args.payload_size,
+        priority_mix: args.priority_mix.describe(),
+        mode: args.mode.as_str(),
+        subscribers: args.subscribers,
+        interval_us: args.interval,
+        budget_bytes: budget.as_ref().map(|b| b.max_bytes()),
+        high_watermark_bytes: budget.as_ref().map(|b| b.high_watermark()),
+    }
+}
+
+#[derive(Serialize)]
+struct JsonLatency {
+    messages: u64,
+    p50_us: f64,
+    p95_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    max_us: f64,
+}
+
+impl From<&Latency> for JsonLatency {
+    fn from(l: &Latency) -> Self {
+        Self {
+            messages: l.count,
+            p50_us: l.p50_us,
+            p95_us: l.p95_us,
+            p99_us: l.p99_us,
+            p999_us: l.p999_us,
+            max_us: l.max_us,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonLane {
+    priority: &'static str,
+    #[serde(flatten)]
+    latency: JsonLatency,
+}
+
+#[derive(Serialize)]
+struct JsonSubscribers {
+    count: usize,
+    #[serde(flatten)]
+    latency: JsonLatency,
+}
+
+/// Per-priority counters by name.
+#[derive(Serialize)]
+struct PerPriority {
+    urgent: u64,
+    high: u64,
+    normal: u64,
+    low: u64,
+}
+
+impl From<[u64; LANES]> for PerPriority {
+    fn from([urgent, high, normal, low]: [u64; LANES]) -> Self {
+        Self {
+            urgent,
+            high,
+            normal,
+            low,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonBudget {
+    max_bytes: usize,
+    high_watermark_bytes: usize,
+    peak_bytes: usize,
+    in_use_at_end: usize,
+    waits: PerPriority,
+    rejections: PerPriority,
+    too_large: u64,
+}
+
+#[derive(Serialize)]
+struct JsonVerification<'a> {
+    ok: bool,
+    details: &'a [String],
+}
+
+/// The JSON report: the keys of its first version, in their order, then
+/// the newer ones.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    config: JsonConfig,
+    elapsed_secs: f64,
+    total_messages: u64,
+    messages_per_sec: u64,
+    lanes: Vec<JsonLane>,
+    verification: JsonVerification<'a>,
+    /// Bus mode with subscribers only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscribers: Option<JsonSubscribers>,
+    budget: Option<JsonBudget>,
+    peak_rss_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<&'a Comparison>,
+}
+
+pub fn json(
+    args: &Args,
+    summary: &Summary,
+    verdict: &Verdict,
+    comparison: Option<&Comparison>,
+) -> String {
+    let report = JsonReport {
+        config: json_config(args),
+        elapsed_secs: summary.elapsed.as_millis() as f64 / 1000.0,
+        total_messages: summary.total,
+        messages_per_sec: summary.rate.round() as u64,
+        lanes: summary
+            .lanes
+            .iter()
+            .map(|(p, l)| JsonLane {
+                priority: p.as_str(),
+                latency: l.into(),
+            })
+            .collect(),
+        verification: JsonVerification {
+            ok: verdict.ok,
+            details: &verdict.lines,
+        },
+        subscribers: summary
+            .subscribers
+            .as_ref()
+            .map(|(count, l)| JsonSubscribers {
+                count: *count,
+                latency: l.into(),
+            }),
+        budget: summary.budget.as_ref().map(|b| JsonBudget {
+            max_bytes: b.max_bytes,
+            high_watermark_bytes: b.high_watermark,
+            peak_bytes: b.peak,
+            in_use_at_end: b.in_use,
+            waits: b.waits.into(),
+            rejections: b.rejections.into(),
+            too_large: b.too_large,
+        }),
+        peak_rss_bytes: summary.peak_rss,
+        baseline: comparison,
+    };
+    let mut s = serde_json::to_string(&report).expect("the report serializes");
+    s.push('\n');
+    s
+}
