@@ -211,7 +211,8 @@ pub enum PublishError<T> {
     Full(T),
     /// `try_*`: the budget does not admit this message at its priority now.
     OverBudget(T),
-    /// The message is larger than the whole budget; it can never be sent.
+    /// The message is larger than the whole budget (or, on a bus, than its
+    /// `max_message_bytes`); it can never be sent.
     TooLarge(T),
     /// The deadline passed first.
     Timeout(T),
@@ -270,7 +271,9 @@ impl<T> fmt::Display for PublishError<T> {
         f.write_str(match self {
             Self::Full(_) => "publishing on a full queue",
             Self::OverBudget(_) => "memory budget exhausted for this priority",
-            Self::TooLarge(_) => "message larger than the whole memory budget",
+            Self::TooLarge(_) => {
+                "message larger than the whole memory budget or the bus's message limit"
+            }
             Self::Timeout(_) => "timed out waiting to publish",
             Self::Closed(_) => "publishing on a closed channel",
             Self::InvalidTopic(_) => "publishing on an invalid topic name",
