@@ -1,6 +1,13 @@
 #![cfg(loom)]
 //! Models 5 and 8: park/wake with async wakers (`loom::future::block_on`
 //! against a thread), and cancelled futures passing a wake-up on.
+//!
+//! No model yields before its racing operation (see
+//! `common::let_others_park`): the notifying operation may land anywhere in
+//! the waiter's try, register, re-check sequence (and, in model 8, before
+//! or after the future is dropped). loom reaches "the waiter parked first"
+//! by preempting the notifier. `common::block_on` yields after a
+//! `Pending`, which is after the register and re-check.
 
 mod common;
 
@@ -16,7 +23,6 @@ fn recv_async_woken_by_send() {
     common::model("recv_async_woken_by_send", || {
         let (tx, rx) = lanebus::bounded::<u32>(2);
         let producer = thread::spawn(move || {
-            common::let_others_park();
             assert_eq!(tx.send(1), Ok(()));
             tx
         });
@@ -35,7 +41,6 @@ fn send_async_woken_by_recv() {
         assert_eq!(tx.try_send(2), Ok(()));
         let rx2 = rx.clone();
         let consumer = thread::spawn(move || {
-            common::let_others_park();
             assert_eq!(rx2.recv(), Ok(1));
         });
         assert_eq!(block_on(tx.send_async(3)), Ok(()));
@@ -52,7 +57,6 @@ fn recv_async_woken_by_close() {
     common::model("recv_async_woken_by_close", || {
         let (tx, rx) = lanebus::bounded::<u32>(2);
         let closer = thread::spawn(move || {
-            common::let_others_park();
             assert!(tx.close());
             tx
         });
@@ -68,7 +72,6 @@ fn recv_async_last_message_then_disconnect() {
     common::model("recv_async_last_message_then_disconnect", || {
         let (tx, rx) = lanebus::bounded::<u32>(2);
         let producer = thread::spawn(move || {
-            common::let_others_park();
             assert_eq!(tx.send(1), Ok(()));
         });
         assert_eq!(block_on(rx.recv_async()), Ok(1));
@@ -86,7 +89,6 @@ fn send_async_woken_by_close() {
         assert_eq!(tx.try_send(1), Ok(()));
         assert_eq!(tx.try_send(2), Ok(()));
         let closer = thread::spawn(move || {
-            common::let_others_park();
             assert!(rx.close());
             rx
         });
@@ -103,7 +105,8 @@ fn send_async_woken_by_close() {
 /// third thread. The future registers first (before the thread exists), so
 /// the send's `notify(1)` takes the future's entry when both wait; dropping
 /// the woken future must pass the wake-up on, or the thread stays parked
-/// with the message queued (a deadlock for loom).
+/// with the message queued (a deadlock for loom). The send races the
+/// thread's register and re-check and the drop.
 #[test]
 fn cancelled_recv_future_forwards_wakeup() {
     common::model("cancelled_recv_future_forwards_wakeup", || {
@@ -113,7 +116,6 @@ fn cancelled_recv_future_forwards_wakeup() {
         let rx2 = rx.clone();
         let blocked = thread::spawn(move || rx2.recv());
         let producer = thread::spawn(move || {
-            common::let_others_park();
             assert_eq!(tx.send(1), Ok(()));
             tx
         });
@@ -126,7 +128,14 @@ fn cancelled_recv_future_forwards_wakeup() {
 
 /// Model 8 with the main thread as the sender: the future (registered
 /// first) is woken by the send and dropped; the blocked thread must get the
-/// message.
+/// message. The send races the thread's register, re-check and park.
+///
+/// This model cannot catch a weak handshake (both handshake loads
+/// `Relaxed` passes): the future's own registration keeps `len` non-zero,
+/// so the send's notify always takes the waiter list's lock, which orders
+/// it with the thread's register. The handshake is `recv_woken_by_send`'s
+/// and `cancelled_recv_future_forwards_wakeup`'s to check; this one checks
+/// the forward.
 #[test]
 fn woken_recv_future_dropped_forwards_wakeup() {
     common::model("woken_recv_future_dropped_forwards_wakeup", || {
@@ -135,7 +144,6 @@ fn woken_recv_future_dropped_forwards_wakeup() {
         assert!(common::poll_once(&mut fut).is_pending());
         let rx2 = rx.clone();
         let blocked = thread::spawn(move || rx2.recv());
-        common::let_others_park();
         assert_eq!(tx.send(1), Ok(()));
         drop(fut);
         assert_eq!(blocked.join().unwrap(), Ok(1));
@@ -178,7 +186,9 @@ fn cancelled_recv_future_racing() {
 
 /// Model 8, sending side: a `send_async` on a full lane registers first
 /// (before the blocked thread exists), is woken by the receive that frees
-/// one slot, and is dropped: the wake-up must reach the blocked sender.
+/// one slot, and is dropped: the wake-up must reach the blocked sender. The
+/// receive races the thread's register, re-check and park. (As above, the
+/// forward is checked here, not the handshake: see `send_woken_by_recv`.)
 #[test]
 fn woken_send_future_dropped_forwards_wakeup() {
     common::model("woken_send_future_dropped_forwards_wakeup", || {
@@ -189,7 +199,6 @@ fn woken_send_future_dropped_forwards_wakeup() {
         assert!(common::poll_once(&mut fut).is_pending());
         let tx2 = tx.clone();
         let blocked = thread::spawn(move || tx2.send(4));
-        common::let_others_park();
         assert_eq!(rx.recv(), Ok(1));
         drop(fut);
         assert_eq!(blocked.join().unwrap(), Ok(()));

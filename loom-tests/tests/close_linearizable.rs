@@ -3,10 +3,12 @@
 //! channel disconnected, the channel is closed for every lane and
 //! `is_closed` says so.
 //!
-//! FAILS on the current source: `Chan::close` marks the lanes one at a
-//! time (Urgent first) and sets `closed` last, so a send that saw the mark
-//! on one lane can be followed, in the same thread, by a send into a lane
-//! not marked yet that succeeds, and by `is_closed() == false`.
+//! `Chan::close` marks the lanes one at a time (Urgent first) and sets
+//! `closed` last, so a send that saw the mark on one lane could be
+//! followed, in the same thread, by a send into a lane not marked yet that
+//! succeeds, and by `is_closed() == false`. `Chan::try_send` therefore
+//! finishes a half-done close before it reports `Disconnected`; this model
+//! fails without that. No yields: the close races the sends.
 
 mod common;
 

@@ -2,6 +2,12 @@
 //! Model 4: park/wake in both directions with threads. Under loom a
 //! blocking call parks at once, and a wake-up that is lost leaves a thread
 //! parked for ever, which loom reports as a deadlock.
+//!
+//! No model yields before its racing operation (see
+//! `common::let_others_park`): the notifying operation may land anywhere in
+//! the waiter's try, register, re-check, park sequence, which is where a
+//! lost wake-up hides. loom reaches "the waiter parked first" by
+//! preempting the notifier.
 
 mod common;
 
@@ -14,7 +20,6 @@ fn recv_woken_by_send() {
     common::model("recv_woken_by_send", || {
         let (tx, rx) = lanebus::bounded::<u32>(2);
         let producer = thread::spawn(move || {
-            common::let_others_park();
             assert_eq!(tx.send(1), Ok(()));
             tx
         });
@@ -37,7 +42,6 @@ fn send_woken_by_recv() {
             assert_eq!(tx.send(3), Ok(()));
             tx
         });
-        common::let_others_park();
         assert_eq!(rx.recv(), Ok(1));
         let _tx = producer.join().unwrap();
         assert_eq!(rx.try_recv(), Ok(2));
@@ -52,7 +56,6 @@ fn recv_woken_by_close() {
     common::model("recv_woken_by_close", || {
         let (tx, rx) = lanebus::bounded::<u32>(2);
         let closer = thread::spawn(move || {
-            common::let_others_park();
             assert!(tx.close());
             tx
         });
@@ -68,14 +71,8 @@ fn recv_woken_by_last_sender_drop() {
     common::model("recv_woken_by_last_sender_drop", || {
         let (tx, rx) = lanebus::bounded::<u32>(2);
         let tx2 = tx.clone();
-        let a = thread::spawn(move || {
-            common::let_others_park();
-            drop(tx);
-        });
-        let b = thread::spawn(move || {
-            common::let_others_park();
-            drop(tx2);
-        });
+        let a = thread::spawn(move || drop(tx));
+        let b = thread::spawn(move || drop(tx2));
         assert_eq!(rx.recv(), Err(RecvError));
         assert!(rx.is_closed());
         a.join().unwrap();
@@ -90,7 +87,6 @@ fn recv_gets_last_message_then_disconnect() {
     common::model("recv_gets_last_message_then_disconnect", || {
         let (tx, rx) = lanebus::bounded::<u32>(2);
         let producer = thread::spawn(move || {
-            common::let_others_park();
             assert_eq!(tx.send(1), Ok(()));
         });
         assert_eq!(rx.recv(), Ok(1));
@@ -110,7 +106,6 @@ fn send_woken_by_close() {
         let producer = thread::spawn(move || {
             assert_eq!(tx.send(3), Err(SendError(3)));
         });
-        common::let_others_park();
         assert!(rx.close());
         producer.join().unwrap();
         assert_eq!(rx.recv(), Ok(1));
@@ -131,7 +126,6 @@ fn send_woken_by_last_receiver_drop() {
             assert_eq!(tx.send(3), Err(SendError(3)));
             tx
         });
-        common::let_others_park();
         drop(rx);
         let tx = producer.join().unwrap();
         assert!(tx.is_closed());

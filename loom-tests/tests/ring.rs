@@ -30,6 +30,11 @@ fn wrap_around_fifo_exactly_once() {
 
 /// Model 1, two whole laps without parking: four values through `try_send`
 /// and `try_recv`, both retrying (with a yield) on `Full` / `Empty`.
+///
+/// The yields are spin-loop yields and must stay: loom needs every spin
+/// loop to yield, or it keeps running the spinning thread and never ends.
+/// Each comes after a failed try, not before a racing operation, and
+/// nobody parks here, so they hide no wake-up race.
 #[test]
 fn wrap_around_two_laps_try() {
     common::model("wrap_around_two_laps_try", || {

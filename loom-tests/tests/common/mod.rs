@@ -92,16 +92,23 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     }))
 }
 
-/// Yields twice, so that in loom's default schedule the other threads get
-/// to register on a waiter list and park before this thread notifies.
+/// Yields twice, so that this (notifying) thread runs on only once the
+/// others cannot: in loom's schedules, after they have registered on a
+/// waiter list and parked.
 ///
-/// Why: under loom a blocking call still backs off once (`Backoff::snooze`,
-/// a `loom::thread::yield_now`) before it registers, and loom never
-/// schedules a yielded thread at a backtracking point, so without this the
-/// interleaving "the waiter parks, then the notifier acts" is often not
-/// explored at all (a mutant `close` that does not wake senders passed
-/// `send_woken_by_close`). The yields only add schedules: every other
-/// order is still explored.
+/// This hides the interleavings that matter most, so a model of a wake-up
+/// race should not call it. loom never picks a yielded thread at a
+/// backtracking point, so after these yields it (almost) never explores
+/// the notifying operation between the waiter's register, its re-check and
+/// its park, where a lost wake-up hides: with it, a mutant whose handshake
+/// loads and register were all `Relaxed` passed
+/// `park::send_woken_by_{recv,close,last_receiver_drop}` and
+/// `drops::last_receiver_drops_while_sender_blocked`. Nor is it needed for
+/// the waiter to park first: under loom a blocking call does not back off
+/// before it registers (`PARK_AFTER` is 0 in `src/backoff.rs`), and loom
+/// reaches "the waiter parked, then the notifier acts" by preempting the
+/// notifier. Only for a model that means to start from "every waiter is
+/// parked", next to another model that covers the race.
 pub fn let_others_park() {
     loom::thread::yield_now();
     loom::thread::yield_now();
