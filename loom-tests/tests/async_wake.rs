@@ -2,11 +2,11 @@
 //! Models 5 and 8: park/wake with async wakers (`loom::future::block_on`
 //! against a thread), and cancelled futures passing a wake-up on.
 //!
-//! No model yields before its racing operation (see
-//! `common::let_others_park`): the notifying operation may land anywhere in
-//! the waiter's try, register, re-check sequence (and, in model 8, before
-//! or after the future is dropped). loom reaches "the waiter parked first"
-//! by preempting the notifier. `common::block_on` yields after a
+//! No model yields before its racing operation (see `common`): the
+//! notifying operation may land anywhere in the waiter's try, register,
+//! re-check sequence (and, in model 8, before or after the future is
+//! dropped). loom reaches "the waiter parked first" by preempting the
+//! notifier. `common::block_on` yields after a
 //! `Pending`, which is after the register and re-check.
 
 mod common;

@@ -4,6 +4,13 @@
 //! boundary, a budgeted channel, and `refresh` raising the limit. Under
 //! loom a blocking acquire parks at once, and a lost wake-up leaves it
 //! parked for ever, which loom reports as a deadlock.
+//!
+//! No model yields before its releasing (or refreshing) operation (see
+//! `common`): the release may land anywhere in the waiter's try, register,
+//! re-check, park sequence, which is where a lost wake-up hides. loom
+//! reaches "the waiter parked first" by preempting the releaser.
+//! `common::block_on` yields after a `Pending`, which is after the
+//! register and re-check.
 
 mod common;
 
@@ -24,11 +31,6 @@ fn flat(max: usize) -> MemoryBudget {
 /// A thread blocked in `acquire` on a full budget is woken by the release
 /// that frees room: the waiter's register-then-retry against the
 /// releaser's `fetch_sub`-then-read-the-list (the `gate` handshake).
-///
-/// No `let_others_park` here on purpose: the release must be free to land
-/// between the waiter's first try, its registration and its re-check. (With
-/// the two yields loom only ran the release after the waiter had parked,
-/// and a `Relaxed` `handshake_load` passed.)
 #[test]
 fn release_races_blocked_acquire() {
     common::model("release_races_blocked_acquire", || {
@@ -53,7 +55,9 @@ fn release_races_blocked_acquire() {
 /// Two blocked acquirers that do not fit together (`High` 2 and `Low` 2 in
 /// a budget of 3) and one release: the first one admitted holds its permit
 /// briefly and drops it, and that second release must wake the other one
-/// (every release wakes all waiters; each re-checks its own rule).
+/// (every release wakes all waiters; each re-checks its own rule). Either
+/// release may land anywhere in either waiter's try, register, re-check
+/// and park.
 #[test]
 fn two_waiters_one_release_each() {
     common::model("two_waiters_one_release_each", || {
@@ -69,7 +73,6 @@ fn two_waiters_one_release_each() {
         };
         let high = waiter(Priority::High);
         let low = waiter(Priority::Low);
-        common::let_others_park();
         drop(held);
         high.join().unwrap();
         low.join().unwrap();
@@ -123,7 +126,7 @@ fn try_acquire_races_release() {
 /// waits while an `Urgent` one passes. Releasing the urgent bytes wakes
 /// the `Low` waiter for nothing (it must register again); releasing the
 /// first 2 bytes must wake it for real. It is never admitted before that
-/// release.
+/// release. Both releases race the `Low` acquire's register and re-check.
 #[test]
 fn low_waits_above_watermark_urgent_passes() {
     common::model("low_waits_above_watermark_urgent_passes", || {
@@ -144,7 +147,6 @@ fn low_waits_above_watermark_urgent_passes() {
                 permit
             }
         });
-        common::let_others_park();
         let urgent = budget.try_acquire(Priority::Urgent, 2).unwrap();
         assert_eq!(budget.in_use(), 4);
         drop(urgent);
@@ -159,16 +161,14 @@ fn low_waits_above_watermark_urgent_passes() {
 }
 
 /// `acquire_async` on a full budget (a loom waker, `block_on`) is woken by
-/// a release in another thread.
+/// a release in another thread, which may land before, between or after
+/// the future's register and re-check.
 #[test]
 fn acquire_async_woken_by_release() {
     common::model("acquire_async_woken_by_release", || {
         let budget = flat(2);
         let held = budget.try_acquire(Priority::Normal, 2).unwrap();
-        let releaser = thread::spawn(move || {
-            common::let_others_park();
-            drop(held);
-        });
+        let releaser = thread::spawn(move || drop(held));
         let permit = block_on(budget.acquire_async(Priority::Normal, 1)).unwrap();
         assert_eq!(permit.bytes(), 1);
         releaser.join().unwrap();
@@ -184,7 +184,8 @@ fn acquire_async_woken_by_release() {
 /// wake-up on (`cancel_and_forward`), or the thread stays parked with the
 /// budget free. (A permit's release wakes every waiter, so today the thread
 /// is woken by the release itself and a missing forward goes unnoticed;
-/// these two models guard a switch to waking fewer.)
+/// these two models guard a switch to waking fewer.) The release races the
+/// thread's register, re-check and park, and the drop.
 #[test]
 fn cancelled_acquire_future_forwards_wakeup() {
     common::model("cancelled_acquire_future_forwards_wakeup", || {
@@ -196,10 +197,7 @@ fn cancelled_acquire_future_forwards_wakeup() {
             let budget = budget.clone();
             move || budget.acquire(Priority::Normal, 2).unwrap()
         });
-        let releaser = thread::spawn(move || {
-            common::let_others_park();
-            drop(held);
-        });
+        let releaser = thread::spawn(move || drop(held));
         drop(fut);
         let permit = blocked.join().unwrap();
         releaser.join().unwrap();
@@ -211,7 +209,15 @@ fn cancelled_acquire_future_forwards_wakeup() {
 
 /// As above with the main thread releasing: the future registered first is
 /// woken by the release and then dropped; the blocked thread must still be
-/// admitted.
+/// admitted. The release races the thread's register, re-check and park.
+///
+/// This model cannot catch a weak handshake (`Relaxed` handshake loads and
+/// register pass): the future's own registration keeps the waiter count
+/// non-zero, so the release's notify always takes the waiter list's lock,
+/// which orders it with the thread's register. The handshake is
+/// `release_races_blocked_acquire`'s and
+/// `cancelled_acquire_future_forwards_wakeup`'s to check; this one checks
+/// the forward.
 #[test]
 fn woken_acquire_future_dropped_forwards_wakeup() {
     common::model("woken_acquire_future_dropped_forwards_wakeup", || {
@@ -223,7 +229,6 @@ fn woken_acquire_future_dropped_forwards_wakeup() {
             let budget = budget.clone();
             move || budget.acquire(Priority::Normal, 2).unwrap()
         });
-        common::let_others_park();
         drop(held);
         drop(fut);
         let permit = blocked.join().unwrap();
@@ -236,8 +241,8 @@ fn woken_acquire_future_dropped_forwards_wakeup() {
 /// A `BudgetedSender::send` blocked on the budget (one `u8` held of 1
 /// byte) is woken when the receiver, in another thread, takes the queued
 /// `Permitted` value and drops it: the permit travels with the value and
-/// its release is the wake-up. The consumer does not `let_others_park`, so
-/// the drop may land anywhere in the send's try-register-retry-park.
+/// its release is the wake-up. The drop may land anywhere in the send's
+/// try, register, re-check and park.
 #[test]
 fn budgeted_send_woken_by_dropped_value() {
     common::model("budgeted_send_woken_by_dropped_value", || {
@@ -275,9 +280,8 @@ impl MemorySource for Readings {
 
 /// A thread blocked because process pressure lowered the limit to 0 is
 /// woken by the `refresh` that raises it again: the waiter's re-check of
-/// `limit` against `refresh`'s swap-then-read-the-list. No
-/// `let_others_park`: the refresh may land anywhere in the waiter's
-/// try-register-retry-park sequence.
+/// `limit` against `refresh`'s swap-then-read-the-list. The refresh may
+/// land anywhere in the waiter's try, register, re-check and park.
 #[test]
 fn refresh_raising_limit_wakes_waiter() {
     common::model("refresh_raising_limit_wakes_waiter", || {

@@ -12,9 +12,9 @@
 //! threads still publish through a `Publisher` (its fast path takes no
 //! registry lock) to keep the models small.
 //!
-//! No model yields before its racing operation (see `common::let_others_park`
-//! for why that hides interleavings): loom reaches "the waiter parked first"
-//! by preempting.
+//! No model yields before its racing operation (see `common` for why that
+//! hides interleavings): loom reaches "the waiter parked first" by
+//! preempting.
 
 mod common;
 

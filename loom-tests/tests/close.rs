@@ -71,7 +71,7 @@ fn close_vs_try_send_then_drain() {
 /// A receiver drains queued messages while another thread closes, then its
 /// blocking `recv` returns `Err` (woken by the close if it had parked). The
 /// close may land anywhere in the receiver's drain, register, re-check and
-/// park (no `let_others_park`: see `common`).
+/// park (no yield before it: see `common`).
 #[test]
 fn recv_after_close_drains_then_errs() {
     common::model("recv_after_close_drains_then_errs", || {

@@ -56,7 +56,7 @@ fn last_receiver_drops_while_sender_mid_send() {
 /// The last receiver is dropped while a sender is blocked on a full lane:
 /// the queued values are discarded, the blocked send hands its value back,
 /// and each is dropped exactly once. The drop may land anywhere in the
-/// send's try, register, re-check and park (no `let_others_park`: see
+/// send's try, register, re-check and park (no yield before it: see
 /// `common`).
 #[test]
 fn last_receiver_drops_while_sender_blocked() {

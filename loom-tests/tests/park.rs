@@ -3,11 +3,10 @@
 //! blocking call parks at once, and a wake-up that is lost leaves a thread
 //! parked for ever, which loom reports as a deadlock.
 //!
-//! No model yields before its racing operation (see
-//! `common::let_others_park`): the notifying operation may land anywhere in
-//! the waiter's try, register, re-check, park sequence, which is where a
-//! lost wake-up hides. loom reaches "the waiter parked first" by
-//! preempting the notifier.
+//! No model yields before its racing operation (see `common`): the
+//! notifying operation may land anywhere in the waiter's try, register,
+//! re-check, park sequence, which is where a lost wake-up hides. loom
+//! reaches "the waiter parked first" by preempting the notifier.
 
 mod common;
 

@@ -1,5 +1,24 @@
 //! Helpers shared by the loom models (each `tests/*.rs` file includes this
 //! module; not every file uses every helper).
+//!
+//! # No yield before a racing operation
+//!
+//! No model yields before its notifying operation (a send, receive, close,
+//! drop, release or refresh) to "let the waiter park first". loom never
+//! picks a yielded thread at a backtracking point, so after a yield it
+//! (almost) never explores the notifying operation between the waiter's
+//! register, its re-check and its park, where a lost wake-up hides. (A
+//! helper that yielded twice there let a mutant with all handshake loads
+//! and register `Relaxed` pass
+//! `park::send_woken_by_{recv,close,last_receiver_drop}` and
+//! `drops::last_receiver_drops_while_sender_blocked`, and a waiter that
+//! parks without its re-check pass
+//! `budget::acquire_async_woken_by_release`.)
+//! Nor is it needed for the waiter to park first: under loom a blocking call
+//! does not back off before it registers (`PARK_AFTER` is 0 in
+//! `src/backoff.rs`), and loom reaches "the waiter parked, then the notifier
+//! acts" by preempting the notifier. The only yields left are those a spin
+//! loop needs to terminate (see [`block_on`]).
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,26 +109,4 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         }
         out
     }))
-}
-
-/// Yields twice, so that this (notifying) thread runs on only once the
-/// others cannot: in loom's schedules, after they have registered on a
-/// waiter list and parked.
-///
-/// This hides the interleavings that matter most, so a model of a wake-up
-/// race should not call it. loom never picks a yielded thread at a
-/// backtracking point, so after these yields it (almost) never explores
-/// the notifying operation between the waiter's register, its re-check and
-/// its park, where a lost wake-up hides: with it, a mutant whose handshake
-/// loads and register were all `Relaxed` passed
-/// `park::send_woken_by_{recv,close,last_receiver_drop}` and
-/// `drops::last_receiver_drops_while_sender_blocked`. Nor is it needed for
-/// the waiter to park first: under loom a blocking call does not back off
-/// before it registers (`PARK_AFTER` is 0 in `src/backoff.rs`), and loom
-/// reaches "the waiter parked, then the notifier acts" by preempting the
-/// notifier. Only for a model that means to start from "every waiter is
-/// parked", next to another model that covers the race.
-pub fn let_others_park() {
-    loom::thread::yield_now();
-    loom::thread::yield_now();
 }
