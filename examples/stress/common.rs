@@ -1,6 +1,7 @@
 //! What both modes share: the priority mix, fingerprints, pacing, the
 //! per-consumer statistics, the progress line and small parsers.
 
+use std::io::IsTerminal;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
 use lanebus::{BudgetStats, MemoryBudget, Priority, LANES};
 
 // ----- priority mix -----
@@ -390,9 +392,10 @@ pub fn join<T>(handle: JoinHandle<T>) -> T {
     handle.join().expect("a stress thread panicked")
 }
 
-/// Prints a progress line to stderr every second until `done`: messages/s
-/// (from `progress`), the queue depth per lane (from `depth`) and the
-/// budget in use.
+/// Shows progress once a second until `done`: messages/s, queue depth per
+/// lane and budget bytes in use. On a terminal it is a live progress line
+/// (indicatif); otherwise (a CI log, a pipe) one plain line a second goes to
+/// stderr.
 pub fn monitor(
     progress: &[Arc<PaddedCounter>],
     done: impl Fn() -> bool,
@@ -400,6 +403,15 @@ pub fn monitor(
     budget: Option<&MemoryBudget>,
     start: Instant,
 ) {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                .expect("a valid progress template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    });
     let mut next = start + Duration::from_secs(1);
     let mut last = 0u64;
     while !done() {
@@ -416,14 +428,20 @@ pub fn monitor(
         let budget = budget.map_or(String::new(), |b| {
             format!("   budget in use {:>10}", human_bytes(b.in_use() as u64))
         });
-        eprintln!(
-            "[{:>3}s] {:>12} msg/s   queue depth {:>6} ({}){budget}",
-            next.duration_since(start).as_secs(),
+        let line = format!(
+            "{:>12} msg/s   queue depth {:>6} ({}){budget}",
             group(total - last),
             lanes.iter().sum::<usize>(),
             names.join(" ")
         );
+        match &bar {
+            Some(bar) => bar.set_message(line),
+            None => eprintln!("[{:>3}s] {line}", next.duration_since(start).as_secs()),
+        }
         last = total;
         next += Duration::from_secs(1);
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
 }
