@@ -22,8 +22,9 @@
 //! `--interval MICROS` paces each producer to one send per interval, to
 //! measure latency at a fixed rate rather than saturated.
 //!
-//! Once a second a progress line (messages/s, queue depth, budget in use)
-//! goes to stderr; at the end a report (`--report text|json|markdown`) goes
+//! While it runs, stderr shows messages/s, queue depth per lane and budget
+//! in use: a live progress line (indicatif) on a terminal, one plain line a
+//! second otherwise; at the end a report (`--report text|json|markdown`) goes
 //! to stdout or to `--out FILE`. It includes the peak RSS of the process
 //! (`VmHWM`).
 //!
