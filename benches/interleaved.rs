@@ -20,8 +20,17 @@
 //!
 //! Options: `--rounds R` (default 5), `--messages N` per run (default
 //! 1,000,000), `--filter SUB` (only scenarios whose name contains `SUB`; a
-//! bare argument works too). A default run takes well under a minute on 2
-//! cores, so more rounds are cheap and make the medians steadier.
+//! bare argument works too), `--json FILE` (also write the results as JSON
+//! to `FILE`, for `examples/charts.rs`; the table on stdout is the same). A
+//! default run takes well under a minute on 2 cores, so more rounds are
+//! cheap and make the medians steadier.
+//!
+//! The JSON file holds `date_utc`, `nproc`, `cpu`, `rounds`, `messages`,
+//! `capacity`, `unit` (`"M msg/s"`) and `scenarios`: one object per table
+//! row with `scenario` (the row name), `kind`, `producers`, `consumers`,
+//! `threads` (producers + consumers), `message` (`u64` or `256B`) and
+//! `channels`, one object per channel that ran, with `channel`, `median`,
+//! `min`, `max` and `rounds` (every round's throughput).
 //!
 //! # Scenarios
 //!
@@ -61,6 +70,8 @@ use std::process::Command;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 #[macro_use]
 mod common;
@@ -267,6 +278,10 @@ fn contender<T: Msg, F: Flavor<T>>() -> Contender {
 
 struct Scenario {
     name: String,
+    /// `spsc`, `mpsc`, `mpmc`, `batch`, `lane_urgent` or `lane_low`.
+    kind: &'static str,
+    /// The message type's name: `u64` or `256B`.
+    message: &'static str,
     shape: Shape,
     contenders: Vec<Contender>,
 }
@@ -285,9 +300,16 @@ fn per_message<T: Msg>(consumers: usize) -> Vec<Contender> {
     all
 }
 
-fn topology<T: Msg>(kind: &str, producers: usize, consumers: usize, messages: u64) -> Scenario {
+fn topology<T: Msg>(
+    kind: &'static str,
+    producers: usize,
+    consumers: usize,
+    messages: u64,
+) -> Scenario {
     Scenario {
         name: format!("{kind}_{producers}p{consumers}c/{}", T::NAME),
+        kind,
+        message: T::NAME,
         shape: Shape {
             producers,
             consumers,
@@ -507,19 +529,93 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "?".to_string())
 }
 
-fn header(config: &Config) -> String {
+fn header(config: &Config, date: &str) -> String {
     format!(
         "lanebus interleaved throughput, {date}; nproc {nproc} ({cpu}); {rounds} rounds; \
          N = {n} messages per run; capacity {CAP}; \
          M msg/s median [min-max] over rounds; batch_1p1c: lanebus send_batch/recv_batch \
          of {BATCH}, peers per message; lane_urgent/lane_low: lanebus with all traffic \
          on its first/last lane.",
-        date = command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]),
         nproc = command_line("nproc", &[]),
         cpu = cpu_model(),
         rounds = config.rounds,
         n = config.messages,
     )
+}
+
+/// The `--json` file: the table's figures, machine-readable.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    date_utc: &'a str,
+    nproc: usize,
+    cpu: String,
+    rounds: usize,
+    messages: u64,
+    capacity: usize,
+    unit: &'static str,
+    scenarios: Vec<JsonScenario<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonScenario<'a> {
+    scenario: &'a str,
+    kind: &'static str,
+    producers: usize,
+    consumers: usize,
+    threads: usize,
+    message: &'static str,
+    channels: Vec<JsonChannel<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonChannel<'a> {
+    channel: &'static str,
+    median: f64,
+    min: f64,
+    max: f64,
+    rounds: &'a [f64],
+}
+
+fn json(config: &Config, date: &str, scenarios: &[Scenario], results: &Results) -> String {
+    let report = JsonReport {
+        date_utc: date,
+        nproc: command_line("nproc", &[]).parse().unwrap_or(0),
+        cpu: cpu_model(),
+        rounds: config.rounds,
+        messages: config.messages,
+        capacity: CAP,
+        unit: "M msg/s",
+        scenarios: scenarios
+            .iter()
+            .zip(results)
+            .map(|(s, rates)| JsonScenario {
+                scenario: &s.name,
+                kind: s.kind,
+                producers: s.shape.producers,
+                consumers: s.shape.consumers,
+                threads: s.shape.producers + s.shape.consumers,
+                message: s.message,
+                channels: s
+                    .contenders
+                    .iter()
+                    .zip(rates)
+                    .map(|(c, r)| {
+                        let (median, min, max) = stats(r);
+                        JsonChannel {
+                            channel: c.column,
+                            median,
+                            min,
+                            max,
+                            rounds: r,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let mut s = serde_json::to_string_pretty(&report).expect("the report serializes");
+    s.push('\n');
+    s
 }
 
 // ---------------------------------------------------------------- main
@@ -529,9 +625,12 @@ struct Config {
     messages: u64,
     filter: Option<String>,
     warm_up: bool,
+    /// Where `--json` writes the results, besides the table on stdout.
+    json: Option<String>,
 }
 
-const USAGE: &str = "usage: interleaved [--rounds R] [--messages N] [--filter SUBSTR | SUBSTR]";
+const USAGE: &str =
+    "usage: interleaved [--rounds R] [--messages N] [--json FILE] [--filter SUBSTR | SUBSTR]";
 
 fn parse_args() -> Config {
     let quick = std::env::var("LANEBUS_BENCH_QUICK").is_ok_and(|v| v == "1");
@@ -540,6 +639,7 @@ fn parse_args() -> Config {
         messages: if quick { 20_000 } else { DEFAULT_MESSAGES },
         filter: None,
         warm_up: !quick,
+        json: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -552,6 +652,7 @@ fn parse_args() -> Config {
             "--rounds" => config.rounds = number(&value("--rounds")) as usize,
             "--messages" => config.messages = number(&value("--messages")),
             "--filter" => config.filter = Some(value("--filter")),
+            "--json" => config.json = Some(value("--json")),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -594,11 +695,19 @@ fn main() {
         warm_up(&scenarios);
     }
     let results = run_rounds(&scenarios, config.rounds);
-    println!("{}\n", header(&config));
+    let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
+    println!("{}\n", header(&config, &date));
     print!("{}", table(&scenarios, &results));
     println!(
         "\n{} runs in {:.0} s.",
         config.rounds * scenarios.iter().map(|s| s.contenders.len()).sum::<usize>(),
         started.elapsed().as_secs_f64()
     );
+    if let Some(path) = &config.json {
+        if let Err(e) = std::fs::write(path, json(&config, &date, &scenarios, &results)) {
+            eprintln!("cannot write {path}: {e}");
+            std::process::exit(1);
+        }
+        eprintln!("results written to {path}");
+    }
 }

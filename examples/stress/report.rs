@@ -502,6 +502,46 @@ struct JsonReport<'a> {
     peak_rss_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline: Option<&'a Comparison>,
+    /// When and where the run was taken (for charts and for people).
+    taken: Taken,
+}
+
+/// The date and machine of a run.
+#[derive(Serialize)]
+struct Taken {
+    /// `YYYY-MM-DD HH:MM:SS UTC`, or `?`.
+    date_utc: String,
+    /// Logical CPUs, or 0 when unknown.
+    nproc: usize,
+    /// The CPU model from `/proc/cpuinfo`, or `?`.
+    cpu: String,
+}
+
+impl Taken {
+    fn now() -> Self {
+        let date_utc = std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M:%S UTC"])
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "?".to_string());
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_string())
+            })
+            .unwrap_or_else(|| "?".to_string());
+        Self {
+            date_utc,
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu,
+        }
+    }
 }
 
 pub fn json(
@@ -545,6 +585,7 @@ pub fn json(
         }),
         peak_rss_bytes: summary.peak_rss,
         baseline: comparison,
+        taken: Taken::now(),
     };
     let mut s = serde_json::to_string(&report).expect("the report serializes");
     s.push('\n');
