@@ -18,6 +18,47 @@
 //! lane empty reads `closed`, and if it is set scans once more: pushes that
 //! won their CAS before the mark are then visible (or `Busy`), so an empty
 //! second scan means empty for ever.
+//!
+//! # The ready mask (a hint for finding a message, never for "empty")
+//!
+//! `ready` holds one "maybe non-empty" bit per lane (bits `0..LANES`) and,
+//! above them, a count of receivers in the middle of clearing bits
+//! (`CLEARING`). A receive pops from the lanes whose bit is set, highest
+//! first, and only falls back to the lanes whose bit is clear when that
+//! finds nothing. So the mask only ever decides *where to look first*:
+//! every `Empty`, `Busy` or `Disconnected` answer still comes from a strict
+//! check of all four lanes, each one after the caller registered (the
+//! waiter handshake of [`crate::wait`]) and, when closed, after `closed`
+//! was seen (the close rule above), exactly as without the mask.
+//!
+//! What the mask must guarantee is priority: a receive that starts after a
+//! send into lane `h` returned must not skip `h` to serve a lower lane.
+//!
+//! - Push: after the CAS that claims its slot (a SeqCst RMW on `tail`),
+//!   the sender reads `ready` with [`handshake_load`] and, only if its
+//!   lane's bit is clear, sets it with `fetch_or` (SeqCst). Steady traffic
+//!   into a lane whose bit is set costs one load, no RMW. The send returns
+//!   after this.
+//! - Clear: a receive that found lane `h` empty (strictly: `tail == head`)
+//!   and then popped a message from a lower lane clears `h`'s bit and adds
+//!   one to `CLEARING` in the same SeqCst CAS, then re-checks `h` (`head`,
+//!   then `tail` with [`handshake_load`]); if `h` is not empty it sets the
+//!   bit again, and in the same CAS takes its one off `CLEARING`. A receive
+//!   that found nothing does not clear (draining a lane costs no RMW).
+//! - A receive that reads `CLEARING != 0` ignores the mask and scans every
+//!   lane in order, as without it.
+//!
+//! Why a completed send into `h` is not skipped: the sender's load `P2`
+//! of `ready` follows its `tail` CAS `P1`. A clear `C` of `h`'s bit that
+//! comes after the value `P2` read in `ready`'s modification order follows
+//! `P2` in the SeqCst total order (store buffering, as in [`crate::wait`]:
+//! `P1 < P2 < C < re-check`), so the clearer's re-check of `tail` sees
+//! `P1` and sets the bit again (or the message was already taken). A
+//! receive that starts after the send returned reads `ready` at or after
+//! the value `P2` read (coherence); if a clear came in between, the value
+//! it reads either still counts that clearer in `CLEARING` (full scan) or
+//! was written after the clearer set the bit again. A clear that comes
+//! before `P2`'s value is seen by `P2` (clear bit), and the sender sets it.
 
 use core::task::{Context, Poll};
 use std::time::Instant;
@@ -52,6 +93,11 @@ enum Scan<T> {
     Blocked,
 }
 
+/// The lane bits of [`Chan::ready`].
+const LANE_BITS: usize = (1 << LANES) - 1;
+/// One receiver clearing bits of [`Chan::ready`].
+const CLEARING: usize = 1 << LANES;
+
 /// The shared state of one channel.
 pub(crate) struct Chan<T> {
     lanes: [Ring<T>; LANES],
@@ -59,6 +105,9 @@ pub(crate) struct Chan<T> {
     recv_waiters: CachePadded<WaitList>,
     /// Senders waiting for room in lane `i`.
     send_waiters: [CachePadded<WaitList>; LANES],
+    /// Bits `0..LANES`: lane `i` may be non-empty; above them, the number
+    /// of receivers clearing bits (module docs, "The ready mask").
+    ready: CachePadded<AtomicUsize>,
     /// 0 while open, 1 once closed (a `usize` for [`handshake_load`]).
     closed: CachePadded<AtomicUsize>,
     /// Live `Sender`s; the last one to go closes the channel.
@@ -75,6 +124,7 @@ impl<T> Chan<T> {
             lanes: caps.map(Ring::new),
             recv_waiters: CachePadded(WaitList::new()),
             send_waiters: [(); LANES].map(|_| CachePadded(WaitList::new())),
+            ready: CachePadded(AtomicUsize::new(0)),
             closed: CachePadded(AtomicUsize::new(0)),
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
@@ -88,6 +138,7 @@ impl<T> Chan<T> {
     pub(crate) fn try_send(&self, lane: usize, value: T) -> Result<(), TrySendError<T>> {
         match self.lanes[lane].push(value) {
             Ok(()) => {
+                self.mark_ready(lane);
                 self.recv_waiters.notify(1);
                 Ok(())
             }
@@ -99,6 +150,18 @@ impl<T> Chan<T> {
                 self.close();
                 Err(TrySendError::Disconnected(v))
             }
+        }
+    }
+
+    /// Sets `lane`'s bit in `ready` unless it is set already; called after
+    /// a push into `lane` succeeded (module docs, "The ready mask").
+    #[inline(always)]
+    fn mark_ready(&self, lane: usize) {
+        let bit = 1 << lane;
+        // The load half of the handshake with a clearing receiver: our
+        // `tail` CAS came first.
+        if handshake_load(&self.ready) & bit == 0 {
+            self.ready.fetch_or(bit, Ordering::SeqCst);
         }
     }
 
@@ -160,6 +223,7 @@ impl<T> Chan<T> {
                     Ok(0) => return Attempt::Wait,
                     Ok(k) => {
                         batch.advance(k);
+                        self.mark_ready(lane);
                         self.recv_waiters.notify(k);
                     }
                     Err(()) => {
@@ -200,11 +264,53 @@ impl<T> Chan<T> {
         }
     }
 
-    /// One pass over the lanes, highest first.
+    /// One pass over the lanes: first those whose `ready` bit is set,
+    /// highest first, then (if that found nothing) the others, so that
+    /// each lane is checked once and an answer other than `Item` means what
+    /// it meant without the mask (module docs, "The ready mask").
     #[inline]
     fn scan(&self) -> Scan<T> {
+        // Acquire is enough for a hint: coherence orders it after the load
+        // of any send that happened-before this receive.
+        let mask = self.ready.load(Ordering::Acquire);
+        if mask >= CLEARING {
+            return self.scan_lanes(LANE_BITS, false);
+        }
+        let set = mask & LANE_BITS;
+        let mut empty = 0;
         let mut busy = false;
+        let mut bits = set;
+        while bits != 0 {
+            let lane = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            match self.lanes[lane].try_pop(true) {
+                Pop::Item(value) => {
+                    self.send_waiters[lane].notify(1);
+                    // Higher lanes that were empty: their bits misled us.
+                    let stale = empty & ((1 << lane) - 1);
+                    if stale != 0 {
+                        self.clear_ready(stale);
+                    }
+                    return Scan::Item(value);
+                }
+                Pop::Busy => busy = true,
+                Pop::Blocked => return Scan::Blocked,
+                Pop::Empty => empty |= 1 << lane,
+            }
+        }
+        if set == LANE_BITS {
+            return if busy { Scan::Busy } else { Scan::Empty };
+        }
+        self.scan_lanes(LANE_BITS & !set, busy)
+    }
+
+    /// One pass over the lanes in `lanes`, highest first.
+    #[inline]
+    fn scan_lanes(&self, lanes: usize, mut busy: bool) -> Scan<T> {
         for (lane, ring) in self.lanes.iter().enumerate() {
+            if lanes & (1 << lane) == 0 {
+                continue;
+            }
             match ring.try_pop(true) {
                 Pop::Item(value) => {
                     self.send_waiters[lane].notify(1);
@@ -222,6 +328,41 @@ impl<T> Chan<T> {
             Scan::Busy
         } else {
             Scan::Empty
+        }
+    }
+
+    /// Clears the `ready` bits of `lanes` (found empty), then sets again
+    /// those whose lane is not empty on a re-check (module docs).
+    #[cold]
+    #[inline(never)]
+    fn clear_ready(&self, lanes: usize) {
+        let mut mask = self.ready.load(Ordering::Relaxed);
+        // SeqCst RMW: the publish half of the handshake with `mark_ready`.
+        while let Err(now) = self.ready.compare_exchange_weak(
+            mask,
+            (mask & !lanes) + CLEARING,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        ) {
+            mask = now;
+        }
+        let mut refill = 0;
+        let mut bits = lanes;
+        while bits != 0 {
+            let lane = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if !self.lanes[lane].is_empty_now() {
+                refill |= 1 << lane;
+            }
+        }
+        let mut mask = self.ready.load(Ordering::Relaxed);
+        while let Err(now) = self.ready.compare_exchange_weak(
+            mask,
+            (mask | refill) - CLEARING,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        ) {
+            mask = now;
         }
     }
 

@@ -263,6 +263,14 @@ impl<T> Ring<T> {
         }
     }
 
+    /// True if nothing is queued or being written: `head`, then `tail` read
+    /// with [`handshake_load`] (the load half of a handshake whose publish
+    /// half the caller did), are equal.
+    pub(crate) fn is_empty_now(&self) -> bool {
+        let head = self.head.load(Ordering::Relaxed);
+        handshake_load(&self.tail) & !self.mark_bit == head
+    }
+
     /// True if a position strictly between `head` and `tail` holds a
     /// finished value. If `tail` is not ahead of `head` (a stale read), the
     /// walk stops after one lap; either answer then only makes the caller
