@@ -389,12 +389,34 @@ impl MemoryBudget {
         bytes: usize,
         deadline: Option<Instant>,
     ) -> Result<Permit, AcquireError> {
+        self.acquire_unless(priority, bytes, deadline, || false)
+            .map(|permit| permit.expect("never stopped"))
+    }
+
+    /// [`MemoryBudget::acquire_deadline`] that also gives up, with
+    /// `Ok(None)`, once `stop()` is true (checked before every attempt; the
+    /// caller wakes the waiters when `stop` turns true, as `Bus::close`
+    /// does).
+    pub(crate) fn acquire_unless(
+        &self,
+        priority: Priority,
+        bytes: usize,
+        deadline: Option<Instant>,
+        stop: impl Fn() -> bool,
+    ) -> Result<Option<Permit>, AcquireError> {
         let lane = priority.index();
         self.check_size(bytes)?;
         let mut counted = false;
         let inner = &self.inner;
         let waited = inner.gate.waiters().block(deadline, || {
-            Inner::acquire_attempt(inner, lane, bytes, &mut counted)
+            if stop() {
+                return Attempt::Done(None);
+            }
+            match Inner::acquire_attempt(inner, lane, bytes, &mut counted) {
+                Attempt::Done(permit) => Attempt::Done(Some(permit)),
+                Attempt::Wait => Attempt::Wait,
+                Attempt::Busy => Attempt::Busy,
+            }
         });
         waited.map_err(|TimedOut| {
             inner.rejections[lane].fetch_add(1, Ordering::Relaxed);
@@ -429,11 +451,6 @@ impl MemoryBudget {
     /// The acquirers waiting for a release.
     pub(crate) fn waiters(&self) -> &crate::wait::WaitList {
         self.inner.gate.waiters()
-    }
-
-    /// Counts a refused or timed-out acquire of another layer.
-    pub(crate) fn count_rejection(&self, priority: Priority) {
-        self.inner.rejections[priority.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn check_size(&self, bytes: usize) -> Result<(), AcquireError> {

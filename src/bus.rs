@@ -707,29 +707,13 @@ impl Bus {
         }
         let priority = envelope.priority();
         let bytes = envelope.weight();
-        budget.check_size(bytes)?;
         let permit = match wait {
             Wait::Never => budget.try_acquire(priority, bytes)?,
+            // Closed while waiting (`None`): the caller reports it.
             Wait::Until(deadline) => {
-                let mut counted = false;
-                let got = budget.waiters().block(deadline, || {
-                    if self.is_closed() {
-                        return Attempt::Done(None);
-                    }
-                    match budget.attempt(priority, bytes, &mut counted) {
-                        Attempt::Done(permit) => Attempt::Done(Some(permit)),
-                        Attempt::Wait => Attempt::Wait,
-                        Attempt::Busy => Attempt::Busy,
-                    }
-                });
-                match got {
-                    Ok(Some(permit)) => permit,
-                    // Closed while waiting: the caller reports it.
-                    Ok(None) => return Ok(()),
-                    Err(TimedOut) => {
-                        budget.count_rejection(priority);
-                        return Err(AcquireError::Timeout);
-                    }
+                match budget.acquire_unless(priority, bytes, deadline, || self.is_closed())? {
+                    Some(permit) => permit,
+                    None => return Ok(()),
                 }
             }
         };
