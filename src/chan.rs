@@ -85,7 +85,8 @@ pub(crate) enum Recv<T> {
 
 /// What one pass over the lanes found.
 enum Scan<T> {
-    Item(T),
+    /// A message and the lane it came from.
+    Item(usize, T),
     Empty,
     Busy,
     /// A lane holds a finished message behind a slot still being written;
@@ -246,10 +247,21 @@ impl<T> Chan<T> {
     /// message found; wakes a sender of that lane.
     #[inline]
     pub(crate) fn try_recv(&self) -> Recv<T> {
+        match self.try_recv_tagged() {
+            Recv::Item((_, v)) => Recv::Item(v),
+            Recv::Empty => Recv::Empty,
+            Recv::Busy => Recv::Busy,
+            Recv::Disconnected => Recv::Disconnected,
+        }
+    }
+
+    /// [`Chan::try_recv`], also telling which lane the message came from.
+    #[inline(always)]
+    fn try_recv_tagged(&self) -> Recv<(usize, T)> {
         let mut closed = false;
         loop {
             match self.scan() {
-                Scan::Item(v) => return Recv::Item(v),
+                Scan::Item(lane, v) => return Recv::Item((lane, v)),
                 // Blocked: a finished message must be served before lower
                 // lanes, but only the writer ahead of it can free it. Never
                 // spin here (this also serves `try_recv` and `poll`): the
@@ -291,7 +303,7 @@ impl<T> Chan<T> {
                     if stale != 0 {
                         self.clear_ready(stale);
                     }
-                    return Scan::Item(value);
+                    return Scan::Item(lane, value);
                 }
                 Pop::Busy => busy = true,
                 Pop::Blocked => return Scan::Blocked,
@@ -314,7 +326,7 @@ impl<T> Chan<T> {
             match ring.try_pop(true) {
                 Pop::Item(value) => {
                     self.send_waiters[lane].notify(1);
-                    return Scan::Item(value);
+                    return Scan::Item(lane, value);
                 }
                 // A producer is still writing this lane's front slot and no
                 // finished message waits behind it: its send has not
@@ -401,25 +413,42 @@ impl<T> Chan<T> {
         out: &mut Vec<T>,
         max: usize,
     ) -> Result<usize, TryRecvError> {
-        match self.recv_batch_attempt(out, max) {
+        self.try_recv_batch_logged(out, max, &mut ())
+    }
+
+    /// [`Chan::try_recv_batch`], also recording in `log` which lane each
+    /// appended message came from (for the worker pool).
+    pub(crate) fn try_recv_batch_logged(
+        &self,
+        out: &mut Vec<T>,
+        max: usize,
+        log: &mut impl LaneLog,
+    ) -> Result<usize, TryRecvError> {
+        match self.recv_batch_attempt(out, max, log) {
             Attempt::Done(Some(n)) => Ok(n),
             Attempt::Done(None) => Err(TryRecvError::Disconnected),
             Attempt::Wait | Attempt::Busy => Err(TryRecvError::Empty),
         }
     }
 
-    fn recv_batch_attempt(&self, out: &mut Vec<T>, max: usize) -> Attempt<Option<usize>> {
+    fn recv_batch_attempt(
+        &self,
+        out: &mut Vec<T>,
+        max: usize,
+        log: &mut impl LaneLog,
+    ) -> Attempt<Option<usize>> {
         if max == 0 {
             return Attempt::Done(Some(0));
         }
-        let mut n = self.drain_ready(out, max);
+        let mut n = self.drain_ready(out, max, log);
         if n == 0 {
             // Nothing ready: one exact receive waits out a blocked lane and
             // tells empty, busy and closed apart.
-            match self.try_recv() {
-                Recv::Item(v) => {
+            match self.try_recv_tagged() {
+                Recv::Item((lane, v)) => {
                     out.push(v);
-                    n = 1 + self.drain_ready(out, max - 1);
+                    log.took(lane, 1);
+                    n = 1 + self.drain_ready(out, max - 1, log);
                 }
                 Recv::Disconnected => return Attempt::Done(None),
                 Recv::Empty => return Attempt::Wait,
@@ -432,7 +461,7 @@ impl<T> Chan<T> {
     /// Pops ready messages lane by lane, highest first, up to `max`. Stops
     /// at a lane that is blocked (a finished message behind a slot still
     /// being written) rather than serve a lower lane before it.
-    fn drain_ready(&self, out: &mut Vec<T>, max: usize) -> usize {
+    fn drain_ready(&self, out: &mut Vec<T>, max: usize, log: &mut impl LaneLog) -> usize {
         let mut n = 0;
         for (lane, ring) in self.lanes.iter().enumerate() {
             let before = n;
@@ -456,6 +485,9 @@ impl<T> Chan<T> {
                 }
             }
             self.send_waiters[lane].notify(n - before);
+            if n > before {
+                log.took(lane, n - before);
+            }
             if n == max || blocked {
                 break;
             }
@@ -468,7 +500,7 @@ impl<T> Chan<T> {
     pub(crate) fn recv_batch(&self, out: &mut Vec<T>, max: usize) -> Result<usize, ()> {
         match self
             .recv_waiters
-            .block(None, || self.recv_batch_attempt(out, max))
+            .block(None, || self.recv_batch_attempt(out, max, &mut ()))
         {
             Ok(Some(n)) => Ok(n),
             Ok(None) => Err(()),
@@ -534,6 +566,25 @@ impl<T> Chan<T> {
 
     pub(crate) fn send_waiters(&self, lane: usize) -> &WaitList {
         &self.send_waiters[lane]
+    }
+}
+
+/// Where a batch receive records which lane its messages came from: after
+/// each run of `n` messages appended from one lane, `took(lane, n)`.
+pub(crate) trait LaneLog {
+    fn took(&mut self, lane: usize, n: usize);
+}
+
+/// No log: the ordinary batch receive.
+impl LaneLog for () {
+    #[inline(always)]
+    fn took(&mut self, _: usize, _: usize) {}
+}
+
+/// Runs of `(lane, count)`, in the order the messages were appended.
+impl LaneLog for Vec<(usize, usize)> {
+    fn took(&mut self, lane: usize, n: usize) {
+        self.push((lane, n));
     }
 }
 

@@ -64,6 +64,7 @@ mod future;
 mod gate;
 mod loom;
 mod pad;
+pub mod pool;
 mod priority;
 mod ring;
 mod subscription;
@@ -81,6 +82,7 @@ pub use error::{
     TrySendError,
 };
 pub use future::{RecvFut, SendFut};
+pub use pool::{Delivery, Outcome, WorkerPool};
 pub use priority::{ParsePriorityError, Priority, LANES};
 pub use subscription::{SlowSubscriber, Subscription};
 pub use topic::{validate_topic, TopicError, MAX_TOPIC_LEN};

@@ -28,6 +28,11 @@ pub(crate) use std::{
 /// loom's one OS thread when another loom thread takes it, and would hide
 /// from loom the ordering it gives to what it guards.
 pub(crate) mod plain {
+    /// The worker pool's counters and statistics: snapshots that no
+    /// protocol reads. Its statistics lock is only ever held across plain
+    /// code (no loom operation inside), so loom never switches threads
+    /// while it is held.
+    pub(crate) use std::sync::{atomic::AtomicU64, Mutex, OnceLock};
     pub(crate) use std::sync::{Arc, Weak};
 }
 

@@ -227,6 +227,26 @@ impl Subscription {
         &self.registration.queue
     }
 
+    pub(crate) fn receiver(&self) -> &Receiver<Envelope> {
+        &self.receiver
+    }
+
+    /// Takes up to `max` ready envelopes without waiting, logging their
+    /// lanes (for the worker pool), and returns their credits.
+    pub(crate) fn try_take_logged(
+        &self,
+        out: &mut Vec<Envelope>,
+        max: usize,
+        log: &mut Vec<(usize, usize)>,
+    ) -> Result<usize, TryRecvError> {
+        let start = out.len();
+        let n = self.receiver.chan.try_recv_batch_logged(out, max, log)?;
+        for envelope in &out[start..] {
+            self.queue().credits[envelope.priority().index()].release(1, 1);
+        }
+        Ok(n)
+    }
+
     /// Returns the credit of a received envelope (module docs).
     #[inline]
     fn took(&self, envelope: Envelope) -> Envelope {

@@ -1,0 +1,1264 @@
+//! A pool of work-stealing workers that consume a channel or a bus
+//! subscription and settle every message: ack, retry with backoff, or
+//! dead-letter.
+//!
+//! ```
+//! use lanebus::pool::{Outcome, Shutdown, WorkerPool};
+//! use std::time::{Duration, Instant};
+//!
+//! let (tx, rx) = lanebus::bounded::<u64>(64);
+//! let pool = WorkerPool::builder()
+//!     .workers(2)
+//!     .build(rx, |job: &lanebus::pool::Delivery<u64>| {
+//!         if *job.payload() % 10 == 0 {
+//!             Outcome::DeadLetter("multiples of ten are refused".into())
+//!         } else {
+//!             Outcome::Ack
+//!         }
+//!     });
+//! let dead = pool.dead_letters();
+//! for i in 1..=20 {
+//!     tx.send(i).unwrap();
+//! }
+//! drop(tx); // the pool finishes once the channel is closed and drained
+//! let report = pool.join();
+//! assert_eq!((report.taken, report.acked, report.dead_lettered), (20, 18, 2));
+//! assert!(report.is_consistent());
+//! assert_eq!(dead.try_iter().count(), 2);
+//! ```
+//!
+//! # How it works
+//!
+//! Each worker owns a small FIFO queue (a lock-free ring of `batch_size`
+//! slots). A worker takes from its own queue; when that is empty it takes
+//! due retries, then a batch of up to `batch_size` messages from the source
+//! (highest lane first); when the source has nothing it steals half of a
+//! sibling's queue. So an Urgent message that arrives while every worker is
+//! busy waits for at most one batch: it is taken by the first worker to
+//! finish the (at most `batch_size`) messages in its queue.
+//!
+//! **Intake.** One worker at a time takes from the source, under the
+//! [`IntakeLock`](intake): that keeps messages with the same key in the
+//! order they left their lane. A worker that loses the race for it leaves a
+//! request that makes the holder look again, so a message that woke it is
+//! never stranded.
+//!
+//! **Keys.** A key is *active* while one of its messages is queued in a
+//! worker, in a handler or waiting to retry; later messages with that key
+//! wait in the key's mailbox (a short lock, taken only for keyed messages)
+//! and the worker that settles one moves the next into its own queue. Only
+//! one message per key is ever in a worker queue, so stealing cannot
+//! reorder a key. The order is per lane: a message sent on a higher lane
+//! may overtake an earlier one with the same key on a lower lane.
+//!
+//! **Waiting.** An idle worker registers on the source's waiter list and on
+//! the pool's own (retries scheduled, batches to steal, shutdown), checks
+//! once more for work, and parks until the next retry is due.
+//!
+//! **Shutdown** ([`Shutdown`]) accounts for every message taken: acked,
+//! dead-lettered, or returned unprocessed in the [`ShutdownReport`].
+//! Handlers are never abandoned: a handler that never returns holds up
+//! shutdown.
+
+mod intake;
+mod source;
+mod types;
+
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::{hash_map::Entry, BinaryHeap, HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use self::intake::IntakeLock;
+pub use self::source::{key_of, IntoSource};
+use self::source::{Clock, Source, Take};
+pub use self::types::{
+    BreakerState, CircuitBreaker, DeadLetter, Delivery, Handler, LatencySummary, Outcome,
+    PoolStats, RetryPolicy, Shutdown, ShutdownReport, Unprocessed, WorkerStats,
+};
+use crate::backoff::Backoff;
+use crate::channel::{ChannelBuilder, Receiver, Sender};
+use crate::error::{SendTimeoutError, TrySendError};
+use crate::loom::plain::{self, AtomicU64};
+use crate::loom::{thread, Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::priority::{Priority, LANES};
+use crate::ring::{Pop, Ring};
+use crate::wait::{Unpark, WaitList};
+
+/// Taking from the source.
+const RUNNING: usize = 0;
+/// Finishing what was taken; the source is left alone.
+const FINISHING: usize = 1;
+/// Stopped: workers leave after their current message.
+const STOPPED: usize = 2;
+
+/// A message in the pool.
+struct Job<T> {
+    delivery: Delivery<T>,
+    /// The order it was taken in (for the shutdown report).
+    seq: u64,
+    /// The circuit breaker's half-open probe.
+    probe: bool,
+}
+
+/// A job waiting to be retried, ordered by due time.
+struct Delayed<T> {
+    due: Instant,
+    seq: u64,
+    job: Job<T>,
+}
+
+impl<T> PartialEq for Delayed<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl<T> Eq for Delayed<T> {}
+impl<T> PartialOrd for Delayed<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Delayed<T> {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// The intake's scratch space, reused batch after batch.
+struct IntakeData<T> {
+    items: Vec<T>,
+    lanes: Vec<(usize, usize)>,
+    next_seq: u64,
+}
+
+/// Monotonic counters (no protocol reads them).
+#[derive(Default)]
+struct Counters {
+    taken: AtomicU64,
+    processed: AtomicU64,
+    acked: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    panics: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn read(counter: &AtomicU64) -> u64 {
+    counter.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// One worker's statistics, written by that worker only.
+struct WorkerRecord {
+    handled: u64,
+    busy: Duration,
+    idle: Duration,
+    latency: [Histogram<u64>; LANES],
+}
+
+impl WorkerRecord {
+    fn new() -> Self {
+        Self {
+            handled: 0,
+            busy: Duration::ZERO,
+            idle: Duration::ZERO,
+            // 1 ns to 1 hour, 3 significant digits.
+            latency: [(); LANES].map(|_| {
+                Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
+            }),
+        }
+    }
+}
+
+/// The circuit breaker's state machine.
+struct Breaker {
+    config: CircuitBreaker,
+    window: VecDeque<bool>,
+    failures: usize,
+    state: BreakerState,
+    open_until: Instant,
+    probe_out: bool,
+}
+
+impl Breaker {
+    fn new(config: CircuitBreaker) -> Self {
+        Self {
+            window: VecDeque::with_capacity(config.window),
+            config,
+            failures: 0,
+            state: BreakerState::Closed,
+            open_until: Instant::now(),
+            probe_out: false,
+        }
+    }
+
+    /// How many messages intake may take now (0, 1 for the probe, or any),
+    /// and whether they are the probe.
+    fn admit(&mut self, now: Instant) -> (usize, bool) {
+        match self.state {
+            BreakerState::Closed => (usize::MAX, false),
+            BreakerState::Open if now < self.open_until => (0, false),
+            BreakerState::Open | BreakerState::HalfOpen => {
+                self.state = BreakerState::HalfOpen;
+                if self.probe_out {
+                    (0, false)
+                } else {
+                    self.probe_out = true;
+                    (1, true)
+                }
+            }
+        }
+    }
+
+    /// The probe was not taken after all (the source was empty).
+    fn unprobe(&mut self) {
+        self.probe_out = false;
+    }
+
+    fn record(&mut self, ok: bool, probe: bool, now: Instant) {
+        if probe {
+            self.probe_out = false;
+            if ok {
+                self.state = BreakerState::Closed;
+            } else {
+                self.trip(now);
+            }
+            return;
+        }
+        if self.state != BreakerState::Closed {
+            return;
+        }
+        if self.window.len() == self.config.window.max(1) && self.window.pop_front() == Some(false)
+        {
+            self.failures -= 1;
+        }
+        self.window.push_back(ok);
+        if !ok {
+            self.failures += 1;
+        }
+        let n = self.window.len();
+        if n >= self.config.min_attempts.max(1)
+            && self.failures as f64 >= self.config.failure_ratio * n as f64
+        {
+            self.trip(now);
+        }
+    }
+
+    fn trip(&mut self, now: Instant) {
+        self.state = BreakerState::Open;
+        self.open_until = now + self.config.cool_down;
+        self.window.clear();
+        self.failures = 0;
+    }
+}
+
+type KeyFn<T> = Box<dyn Fn(&T) -> Option<u64> + Send + Sync>;
+type PolicyFn<T> = Box<dyn Fn(&Delivery<T>) -> Option<RetryPolicy> + Send + Sync>;
+
+/// Locks a mutex; the pool never panics while holding one, but a poisoned
+/// lock must not turn into a second panic.
+fn lock<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What [`Inner::find_work`] found.
+struct Found<T> {
+    job: Option<Job<T>>,
+    /// Messages it took from the source (into queues or mailboxes).
+    from_source: usize,
+}
+
+/// The state the workers share.
+struct Inner<T> {
+    source: Box<dyn Source<T>>,
+    handler: Box<dyn Handler<T>>,
+    key_fn: Option<KeyFn<T>>,
+    policy: RetryPolicy,
+    policy_fn: Option<PolicyFn<T>>,
+    batch: usize,
+    /// One queue per worker (one for a manual pool).
+    locals: Box<[Ring<Job<T>>]>,
+    intake: IntakeLock<IntakeData<T>>,
+    /// Mailboxes of the active keys (module docs, "Keys").
+    keys: Mutex<HashMap<u64, VecDeque<Job<T>>>>,
+    delayed: Mutex<BinaryHeap<Reverse<Delayed<T>>>>,
+    /// `delayed.len()`, to skip the lock when nothing waits.
+    delayed_len: AtomicUsize,
+    delayed_seq: AtomicUsize,
+    /// Idle workers (retries scheduled, work to steal, shutdown).
+    idle: WaitList,
+    state: AtomicUsize,
+    /// 1 once the source reported closed and empty.
+    source_done: AtomicUsize,
+    /// Taken and not yet settled.
+    outstanding: AtomicUsize,
+    deadline: plain::OnceLock<Instant>,
+    timed_out: AtomicUsize,
+    dead_tx: Sender<DeadLetter<T>>,
+    dead_rx: Receiver<DeadLetter<T>>,
+    dead_unsent: Mutex<Vec<DeadLetter<T>>>,
+    breaker: Option<Mutex<Breaker>>,
+    counters: Counters,
+    records: Box<[plain::Mutex<WorkerRecord>]>,
+}
+
+impl<T: Send + 'static> Inner<T> {
+    fn state(&self) -> usize {
+        self.state.load(Ordering::SeqCst)
+    }
+
+    /// May intake still take from the source?
+    fn intake_open(&self) -> bool {
+        self.state() == RUNNING && self.source_done.load(Ordering::SeqCst) == 0
+    }
+
+    /// Stopped, or nothing more will come and nothing is left.
+    fn finished(&self) -> bool {
+        self.state() == STOPPED
+            || (!self.intake_open() && self.outstanding.load(Ordering::SeqCst) == 0)
+    }
+
+    /// Stops the pool if the shutdown deadline has passed.
+    fn check_deadline(&self) {
+        if let Some(&deadline) = self.deadline.get() {
+            if self.state() != STOPPED && Instant::now() >= deadline {
+                self.timed_out.store(1, Ordering::SeqCst);
+                self.stop();
+            }
+        }
+    }
+
+    fn stop(&self) {
+        self.state.store(STOPPED, Ordering::SeqCst);
+        self.idle.notify_all();
+    }
+
+    /// When an idle worker must wake even if nobody wakes it: the next
+    /// retry, the shutdown deadline, the end of the breaker's cool-down.
+    fn wake_deadline(&self) -> Option<Instant> {
+        let mut at = self.deadline.get().copied();
+        let mut earliest = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
+        if self.delayed_len.load(Ordering::SeqCst) > 0 {
+            if let Some(Reverse(first)) = lock(&self.delayed).peek() {
+                earliest(first.due);
+            }
+        }
+        if let Some(breaker) = &self.breaker {
+            let breaker = lock(breaker);
+            if breaker.state == BreakerState::Open {
+                earliest(breaker.open_until);
+            }
+        }
+        at
+    }
+
+    fn push_local(&self, me: usize, job: Job<T>) {
+        // Cannot fail: a worker pushes only into its own queue, only after
+        // finding it empty (a batch, a steal: at most `batch` jobs) or
+        // after popping the job it replaces (a successor, a retry).
+        if self.locals[me].push(job).is_err() {
+            unreachable!("a worker queue overflowed: pool invariant broken");
+        }
+    }
+
+    fn pop_local(&self, me: usize) -> Option<Job<T>> {
+        match self.locals[me].try_pop(true) {
+            Pop::Item(job) => Some(job),
+            _ => None,
+        }
+    }
+
+    /// Work for worker `me` without waiting: its queue, due retries, the
+    /// source, a sibling's queue.
+    fn find_work(&self, me: usize) -> Found<T> {
+        if let Some(job) = self.pop_local(me) {
+            return Found {
+                job: Some(job),
+                from_source: 0,
+            };
+        }
+        let (total, from_source) = self.refill(me);
+        if total > 1 {
+            // More than this worker can start now: let an idle one steal.
+            self.idle.notify(1);
+        }
+        if total > 0 {
+            if let Some(job) = self.pop_local(me) {
+                return Found {
+                    job: Some(job),
+                    from_source,
+                };
+            }
+        }
+        Found {
+            job: self.steal(me),
+            from_source,
+        }
+    }
+
+    /// Fills the empty queue of worker `me`: due retries first, else a
+    /// batch from the source. Returns (jobs taken, of which from the
+    /// source); the source's keyed messages may go to mailboxes instead.
+    fn refill(&self, me: usize) -> (usize, usize) {
+        let retries = self.take_due(me);
+        if retries > 0 || !self.intake_open() {
+            return (retries, 0);
+        }
+        let (mut max, probe) = match &self.breaker {
+            Some(breaker) => lock(breaker).admit(Instant::now()),
+            None => (usize::MAX, false),
+        };
+        max = max.min(self.batch);
+        let mut taken = 0;
+        if max > 0 {
+            if let Some(mut guard) = self.intake.try_enter() {
+                loop {
+                    taken += guard.with(|data| self.take_from_source(data, me, max - taken, probe));
+                    match guard.leave() {
+                        Some(again) if taken < max => guard = again,
+                        // Full batch: the requester's message (if any is
+                        // left) is seen by the next look; we notify an idle
+                        // worker for a batch of two or more.
+                        Some(_) | None => break,
+                    }
+                }
+            }
+        }
+        if probe && taken == 0 {
+            if let Some(breaker) = &self.breaker {
+                lock(breaker).unprobe();
+            }
+        }
+        (taken, taken)
+    }
+
+    /// Takes up to `max` messages from the source into worker `me`'s queue
+    /// or their keys' mailboxes.
+    fn take_from_source(
+        &self,
+        data: &mut IntakeData<T>,
+        me: usize,
+        max: usize,
+        probe: bool,
+    ) -> usize {
+        data.items.clear();
+        data.lanes.clear();
+        let n = match self.source.take(&mut data.items, &mut data.lanes, max) {
+            Take::Took(n) => n,
+            Take::Empty => return 0,
+            Take::Closed => {
+                self.source_done.store(1, Ordering::SeqCst);
+                // Idle workers: check whether the pool is finished.
+                self.idle.notify_all();
+                return 0;
+            }
+        };
+        // Counted before any of them can be settled, and before the intake
+        // is left: a worker that sees the source closed sees these too.
+        self.outstanding.fetch_add(n, Ordering::SeqCst);
+        bump(&self.counters.taken, n as u64);
+        let clock = Clock::now();
+        let mut items = data.items.drain(..);
+        let mut keys = None;
+        for &(lane, count) in &data.lanes {
+            for _ in 0..count {
+                let payload = items.next().expect("the lane log matches the items");
+                let key = self.key_of(&payload);
+                let enqueued_at = self
+                    .source
+                    .enqueued_at(&payload, &clock)
+                    .unwrap_or(clock.now);
+                let job = Job {
+                    delivery: Delivery {
+                        payload,
+                        priority: Priority::ALL[lane],
+                        key,
+                        attempt: 0,
+                        enqueued_at,
+                    },
+                    seq: data.next_seq,
+                    probe,
+                };
+                data.next_seq += 1;
+                match key {
+                    None => self.push_local(me, job),
+                    Some(key) => {
+                        let keys = keys.get_or_insert_with(|| lock(&self.keys));
+                        match keys.entry(key) {
+                            Entry::Occupied(mut waiting) => waiting.get_mut().push_back(job),
+                            Entry::Vacant(free) => {
+                                free.insert(VecDeque::new());
+                                self.push_local(me, job);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// The ordering key of a message: the pool's key function, else what
+    /// the source says. A panicking key function counts as "no key".
+    fn key_of(&self, payload: &T) -> Option<u64> {
+        match &self.key_fn {
+            Some(f) => catch_unwind(AssertUnwindSafe(|| f(payload))).unwrap_or(None),
+            None => self.source.key(payload),
+        }
+    }
+
+    /// Moves due retries into worker `me`'s queue, up to a batch.
+    fn take_due(&self, me: usize) -> usize {
+        if self.delayed_len.load(Ordering::SeqCst) == 0 {
+            return 0;
+        }
+        let now = Instant::now();
+        let mut delayed = lock(&self.delayed);
+        let mut n = 0;
+        while n < self.batch && delayed.peek().is_some_and(|Reverse(d)| d.due <= now) {
+            let Reverse(due) = delayed.pop().expect("peeked");
+            self.push_local(me, due.job);
+            n += 1;
+        }
+        self.delayed_len.store(delayed.len(), Ordering::SeqCst);
+        n
+    }
+
+    /// Takes half of a sibling's queue (at least one job) into worker
+    /// `me`'s, returning the first.
+    fn steal(&self, me: usize) -> Option<Job<T>> {
+        let workers = self.locals.len();
+        for i in 1..workers {
+            let victim = &self.locals[(me + i) % workers];
+            let want = victim.len().div_ceil(2);
+            let mut first = None;
+            for _ in 0..want {
+                match victim.try_pop(false) {
+                    Pop::Item(job) if first.is_none() => first = Some(job),
+                    Pop::Item(job) => self.push_local(me, job),
+                    _ => break,
+                }
+            }
+            if first.is_some() {
+                return first;
+            }
+        }
+        None
+    }
+
+    /// The next job for worker `me`, waiting for one; `None` once the pool
+    /// is stopped or finished.
+    fn next_job(&self, me: usize) -> Option<Job<T>> {
+        let mut backoff = Backoff::new();
+        loop {
+            self.check_deadline();
+            if self.state() == STOPPED {
+                return None;
+            }
+            if let Some(job) = self.find_work(me).job {
+                return Some(job);
+            }
+            if self.finished() {
+                return None;
+            }
+            if !backoff.is_completed() {
+                backoff.snooze();
+                continue;
+            }
+            // Register on both lists, look once more, park (module docs,
+            // "Waiting").
+            let me_thread = thread::current();
+            let idle_id = self.idle.register(Unpark::Thread(me_thread.clone()), false);
+            let source_id = self.intake_open().then(|| {
+                self.source
+                    .waiters()
+                    .register(Unpark::Thread(me_thread), false)
+            });
+            let mut found = self.find_work(me);
+            if found.job.is_none() && !self.finished() {
+                crate::loom::park(self.wake_deadline());
+                // The look the wake-up was for.
+                self.check_deadline();
+                if self.state() != STOPPED {
+                    found = self.find_work(me);
+                }
+            }
+            self.idle.cancel(idle_id);
+            if let Some(id) = source_id {
+                // Woken by the source but busy with other work: pass the
+                // wake-up on to a worker that can take the message.
+                if !self.source.waiters().cancel(id)
+                    && found.job.is_some()
+                    && found.from_source == 0
+                {
+                    self.source.waiters().notify(1);
+                }
+            }
+            if found.job.is_some() {
+                return found.job;
+            }
+        }
+    }
+
+    /// Runs the handler on `job` and acts on the outcome.
+    fn process(&self, me: usize, mut job: Job<T>, rng: &mut u64) {
+        job.delivery.attempt += 1;
+        let start = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| self.handler.handle(&job.delivery)));
+        let end = Instant::now();
+        bump(&self.counters.processed, 1);
+        {
+            let mut record = self.records[me].lock().unwrap_or_else(|e| e.into_inner());
+            record.handled += 1;
+            record.busy += end - start;
+        }
+        match result {
+            Ok(Outcome::Ack) => {
+                self.record_breaker(true, job.probe, end);
+                bump(&self.counters.acked, 1);
+                self.settle(me, job, end);
+            }
+            Ok(Outcome::DeadLetter(reason)) => {
+                self.record_breaker(false, job.probe, end);
+                self.dead_letter(me, job, reason, end);
+            }
+            Ok(Outcome::Retry) => self.failed(
+                me,
+                job,
+                None,
+                "the handler asked for a retry".into(),
+                end,
+                rng,
+            ),
+            Ok(Outcome::RetryAfter(delay)) => self.failed(
+                me,
+                job,
+                Some(delay),
+                "the handler asked for a retry".into(),
+                end,
+                rng,
+            ),
+            Err(panic) => {
+                bump(&self.counters.panics, 1);
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string payload".into());
+                // Dropping the payload could panic again: forget it.
+                core::mem::forget(panic);
+                self.failed(
+                    me,
+                    job,
+                    None,
+                    format!("the handler panicked: {what}"),
+                    end,
+                    rng,
+                );
+            }
+        }
+    }
+
+    fn record_breaker(&self, ok: bool, probe: bool, now: Instant) {
+        if let Some(breaker) = &self.breaker {
+            lock(breaker).record(ok, probe, now);
+        }
+    }
+
+    /// A failed attempt: retry later, or dead-letter after the last one.
+    fn failed(
+        &self,
+        me: usize,
+        mut job: Job<T>,
+        delay: Option<Duration>,
+        reason: String,
+        now: Instant,
+        rng: &mut u64,
+    ) {
+        self.record_breaker(false, job.probe, now);
+        job.probe = false;
+        let policy = self
+            .policy_fn
+            .as_ref()
+            .and_then(|f| catch_unwind(AssertUnwindSafe(|| f(&job.delivery))).unwrap_or(None));
+        let policy = policy.as_ref().unwrap_or(&self.policy);
+        let attempt = job.delivery.attempt;
+        if attempt >= policy.max_attempts {
+            let reason = format!(
+                "{reason}; no attempts left ({attempt} of {})",
+                policy.max_attempts
+            );
+            self.dead_letter(me, job, reason, now);
+            return;
+        }
+        bump(&self.counters.retried, 1);
+        let delay = delay.unwrap_or_else(|| policy.delay(attempt, next_unit(rng)));
+        if delay.is_zero() {
+            // It replaces the job just popped: room in our own queue.
+            self.push_local(me, job);
+            return;
+        }
+        let seq = self.delayed_seq.fetch_add(1, Ordering::Relaxed) as u64;
+        {
+            let mut delayed = lock(&self.delayed);
+            delayed.push(Reverse(Delayed {
+                due: now + delay,
+                seq,
+                job,
+            }));
+            self.delayed_len.store(delayed.len(), Ordering::SeqCst);
+        }
+        // An idle worker must re-arm its park for the new due time.
+        self.idle.notify(1);
+    }
+
+    fn dead_letter(&self, me: usize, job: Job<T>, reason: String, now: Instant) {
+        bump(&self.counters.dead_lettered, 1);
+        let key = job.delivery.key;
+        let priority = job.delivery.priority;
+        let enqueued_at = job.delivery.enqueued_at;
+        let mut letter = DeadLetter {
+            payload: job.delivery.payload,
+            reason,
+            attempts: job.delivery.attempt,
+            priority,
+            key,
+        };
+        loop {
+            if self.state() == RUNNING {
+                // Wait for room (backpressure), looking up now and then
+                // for a shutdown.
+                match self
+                    .dead_tx
+                    .send_timeout_with(priority, letter, Duration::from_millis(20))
+                {
+                    Ok(()) => break,
+                    Err(SendTimeoutError::Timeout(back)) => letter = back,
+                    Err(SendTimeoutError::Disconnected(back)) => {
+                        lock(&self.dead_unsent).push(back);
+                        break;
+                    }
+                }
+            } else {
+                // Shutting down: nobody may be reading; keep it for the
+                // report.
+                if let Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) =
+                    self.dead_tx.try_send_with(priority, letter)
+                {
+                    lock(&self.dead_unsent).push(back);
+                }
+                break;
+            }
+        }
+        self.settled(me, key, priority, enqueued_at, now);
+    }
+
+    /// An acked job.
+    fn settle(&self, me: usize, job: Job<T>, now: Instant) {
+        let Delivery {
+            key,
+            priority,
+            enqueued_at,
+            payload,
+            ..
+        } = job.delivery;
+        drop(payload);
+        self.settled(me, key, priority, enqueued_at, now);
+    }
+
+    /// Bookkeeping for a job that left the pool: its latency, its key's
+    /// next message, the count of jobs in the pool.
+    fn settled(
+        &self,
+        me: usize,
+        key: Option<u64>,
+        priority: Priority,
+        enqueued_at: Instant,
+        now: Instant,
+    ) {
+        {
+            let nanos = u64::try_from(now.saturating_duration_since(enqueued_at).as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let mut record = self.records[me].lock().unwrap_or_else(|e| e.into_inner());
+            record.latency[priority.index()].saturating_record(nanos);
+        }
+        if let Some(key) = key {
+            let mut keys = lock(&self.keys);
+            if let Entry::Occupied(mut waiting) = keys.entry(key) {
+                match waiting.get_mut().pop_front() {
+                    // The key stays active; its next message replaces the
+                    // job just popped in our own queue.
+                    Some(next) => self.push_local(me, next),
+                    None => {
+                        waiting.remove();
+                    }
+                }
+            }
+        }
+        if self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1 && !self.intake_open() {
+            // The last one: idle workers may leave.
+            self.idle.notify_all();
+        }
+    }
+
+    /// The worker loop.
+    fn run(&self, me: usize) {
+        let mut rng = seed(me);
+        let mut idle_since = Instant::now();
+        while let Some(job) = self.next_job(me) {
+            let busy_since = Instant::now();
+            {
+                let mut record = self.records[me].lock().unwrap_or_else(|e| e.into_inner());
+                record.idle += busy_since - idle_since;
+            }
+            self.process(me, job, &mut rng);
+            idle_since = Instant::now();
+        }
+    }
+}
+
+fn seed(me: usize) -> u64 {
+    let nanos = Instant::now().elapsed().as_nanos() as u64;
+    (0x9E37_79B9_7F4A_7C15u64 ^ nanos).wrapping_mul(me as u64 * 2 + 1) | 1
+}
+
+/// A random number in `[0, 1)` (xorshift64*).
+fn next_unit(state: &mut u64) -> f64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Configures a [`WorkerPool`]; from [`WorkerPool::builder`].
+pub struct PoolBuilder<T> {
+    workers: Option<usize>,
+    batch: usize,
+    retry: RetryPolicy,
+    policy_fn: Option<PolicyFn<T>>,
+    key_fn: Option<KeyFn<T>>,
+    dead_capacity: usize,
+    breaker: Option<CircuitBreaker>,
+    name: String,
+}
+
+impl<T> core::fmt::Debug for PoolBuilder<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("workers", &self.workers)
+            .field("batch", &self.batch)
+            .field("retry", &self.retry)
+            .field("dead_capacity", &self.dead_capacity)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> PoolBuilder<T> {
+    /// How many worker threads; default: the number of CPUs
+    /// (`std::thread::available_parallelism`).
+    ///
+    /// `0` makes a manual pool: no threads; the owner runs it with
+    /// [`WorkerPool::run_pending`] (deterministic, for tests).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// How many messages a worker takes from the source at a time (at
+    /// least 1, default 16). An Urgent message waits behind at most this
+    /// many messages of one worker.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
+    }
+
+    /// The retry policy (default [`RetryPolicy::default`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// A per-message retry policy: where `f` returns `Some`, it replaces
+    /// the pool's for that message (e.g. from an envelope header).
+    pub fn retry_policy_for(
+        mut self,
+        f: impl Fn(&Delivery<T>) -> Option<RetryPolicy> + Send + Sync + 'static,
+    ) -> Self {
+        self.policy_fn = Some(Box::new(f));
+        self
+    }
+
+    /// The ordering key of a message (module docs, "Keys"). For a bus
+    /// subscription the default is the envelope's key ([`key_of`]); for a
+    /// channel, no key.
+    pub fn key(mut self, f: impl Fn(&T) -> Option<u64> + Send + Sync + 'static) -> Self {
+        self.key_fn = Some(Box::new(f));
+        self
+    }
+
+    /// How many dead letters wait for a reader before workers wait (per
+    /// lane; default 1024).
+    pub fn dead_letter_capacity(mut self, n: usize) -> Self {
+        self.dead_capacity = n.max(1);
+        self
+    }
+
+    /// Adds a circuit breaker.
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// The name prefix of the worker threads (default `lanebus-worker`).
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.name = prefix.into();
+        self
+    }
+
+    /// Starts the pool on `source` with `handler`.
+    ///
+    /// # Panics
+    ///
+    /// If the retry policy is invalid ([`RetryPolicy::max_attempts`] 0, or
+    /// a non-finite multiplier or jitter).
+    pub fn build(self, source: impl IntoSource<T>, handler: impl Handler<T>) -> WorkerPool<T> {
+        self.retry.validate();
+        #[cfg(not(loom))]
+        let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        #[cfg(loom)]
+        let default_workers = 2;
+        let workers = self.workers.unwrap_or(default_workers);
+        let queues = workers.max(1);
+        let (dead_tx, dead_rx) = ChannelBuilder::new()
+            .capacity(self.dead_capacity)
+            .build::<DeadLetter<T>>();
+        let inner = Arc::new(Inner {
+            source: source.into_source(),
+            handler: Box::new(handler),
+            key_fn: self.key_fn,
+            policy: self.retry,
+            policy_fn: self.policy_fn,
+            batch: self.batch,
+            locals: (0..queues).map(|_| Ring::new(self.batch)).collect(),
+            intake: IntakeLock::new(IntakeData {
+                items: Vec::with_capacity(self.batch),
+                lanes: Vec::with_capacity(LANES),
+                next_seq: 0,
+            }),
+            keys: Mutex::new(HashMap::new()),
+            delayed: Mutex::new(BinaryHeap::new()),
+            delayed_len: AtomicUsize::new(0),
+            delayed_seq: AtomicUsize::new(0),
+            idle: WaitList::new(),
+            state: AtomicUsize::new(RUNNING),
+            source_done: AtomicUsize::new(0),
+            outstanding: AtomicUsize::new(0),
+            deadline: plain::OnceLock::new(),
+            timed_out: AtomicUsize::new(0),
+            dead_tx,
+            dead_rx,
+            dead_unsent: Mutex::new(Vec::new()),
+            breaker: self.breaker.map(|b| Mutex::new(Breaker::new(b))),
+            counters: Counters::default(),
+            records: (0..queues)
+                .map(|_| plain::Mutex::new(WorkerRecord::new()))
+                .collect(),
+        });
+        let threads = (0..workers)
+            .map(|me| {
+                let inner = inner.clone();
+                spawn(format!("{}-{me}", self.name), move || inner.run(me))
+            })
+            .collect();
+        WorkerPool {
+            inner: Some(inner),
+            threads,
+        }
+    }
+}
+
+#[cfg(not(loom))]
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> thread::JoinHandle<()> {
+    thread::Builder::new()
+        .name(name)
+        .spawn(f)
+        .expect("failed to spawn a pool worker thread")
+}
+
+#[cfg(loom)]
+fn spawn(_name: String, f: impl FnOnce() + Send + 'static) -> thread::JoinHandle<()> {
+    thread::spawn(f)
+}
+
+/// A pool of worker threads consuming a channel or a bus subscription; see
+/// the [module docs](self).
+///
+/// Dropping the pool without [`WorkerPool::shutdown`] or
+/// [`WorkerPool::join`] stops it as [`Shutdown::Immediate`] and drops the
+/// unprocessed messages.
+pub struct WorkerPool<T: Send + 'static> {
+    inner: Option<Arc<Inner<T>>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl<T: Send + 'static> core::fmt::Debug for WorkerPool<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("workers", &self.threads.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> WorkerPool<T> {
+    /// A builder with the defaults.
+    pub fn builder() -> PoolBuilder<T> {
+        PoolBuilder {
+            workers: None,
+            batch: 16,
+            retry: RetryPolicy::default(),
+            policy_fn: None,
+            key_fn: None,
+            dead_capacity: 1024,
+            breaker: None,
+            name: "lanebus-worker".into(),
+        }
+    }
+}
+
+impl<T: Send + 'static> WorkerPool<T> {
+    fn inner(&self) -> &Inner<T> {
+        self.inner.as_ref().expect("the pool is running")
+    }
+
+    /// The dead letters: a receiver (clone it freely) of messages that
+    /// failed for good. It outlives the pool.
+    pub fn dead_letters(&self) -> Receiver<DeadLetter<T>> {
+        self.inner().dead_rx.clone()
+    }
+
+    /// How many worker threads run (0 for a manual pool).
+    pub fn workers(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// A snapshot of the pool's counters and latencies.
+    pub fn stats(&self) -> PoolStats {
+        let inner = self.inner();
+        let c = &inner.counters;
+        let mut merged: [Option<Histogram<u64>>; LANES] = Default::default();
+        let mut workers = Vec::with_capacity(inner.records.len());
+        for record in inner.records.iter() {
+            let record = record.lock().unwrap_or_else(|e| e.into_inner());
+            workers.push(WorkerStats {
+                handled: record.handled,
+                busy: record.busy,
+                idle: record.idle,
+            });
+            for (lane, h) in record.latency.iter().enumerate() {
+                match &mut merged[lane] {
+                    Some(m) => m.add(h).expect("same bounds"),
+                    none => *none = Some(h.clone()),
+                }
+            }
+        }
+        let latency = merged.map(|h| match h {
+            Some(h) if !h.is_empty() => LatencySummary {
+                count: h.len(),
+                p50: h.value_at_quantile(0.50),
+                p95: h.value_at_quantile(0.95),
+                p99: h.value_at_quantile(0.99),
+                max: h.max(),
+            },
+            _ => LatencySummary::default(),
+        });
+        PoolStats {
+            taken: read(&c.taken),
+            processed: read(&c.processed),
+            acked: read(&c.acked),
+            retried: read(&c.retried),
+            dead_lettered: read(&c.dead_lettered),
+            panics: read(&c.panics),
+            in_pool: inner.outstanding.load(Ordering::SeqCst) as u64,
+            source_depth: inner.source.len(),
+            latency,
+            workers,
+            breaker: inner
+                .breaker
+                .as_ref()
+                .map_or(BreakerState::Closed, |b| lock(b).state),
+        }
+    }
+
+    /// Runs a manual pool (`workers(0)`) on this thread until no work is
+    /// ready: messages in the source, due retries, keys' next messages.
+    /// Returns how many handler calls it made. Does nothing on a pool with
+    /// worker threads.
+    pub fn run_pending(&mut self) -> usize {
+        if !self.threads.is_empty() {
+            return 0;
+        }
+        let inner = self.inner();
+        let mut rng = seed(0);
+        let mut n = 0;
+        loop {
+            inner.check_deadline();
+            if inner.state() == STOPPED {
+                return n;
+            }
+            match inner.find_work(0).job {
+                Some(job) => {
+                    inner.process(0, job, &mut rng);
+                    n += 1;
+                }
+                None => return n,
+            }
+        }
+    }
+
+    /// Waits until the source is closed and every message is settled (for
+    /// a manual pool: runs it until then), and reports.
+    pub fn join(mut self) -> ShutdownReport<T> {
+        self.finish()
+    }
+
+    /// Shuts the pool down (see [`Shutdown`]) and reports on every message
+    /// it took.
+    pub fn shutdown(mut self, mode: Shutdown) -> ShutdownReport<T> {
+        let inner = self.inner();
+        match mode {
+            Shutdown::Immediate => inner.stop(),
+            Shutdown::Graceful { deadline } => {
+                let _ = inner.deadline.set(deadline);
+                let _ = inner.state.compare_exchange(
+                    RUNNING,
+                    FINISHING,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+                inner.idle.notify_all();
+            }
+            Shutdown::Drain { deadline } => {
+                let _ = inner.deadline.set(deadline);
+                // Closing wakes the workers parked on the source.
+                inner.source.close();
+                inner.idle.notify_all();
+            }
+        }
+        let drain = matches!(mode, Shutdown::Drain { .. });
+        let mut report = self.finish();
+        if drain {
+            // Past the deadline, what is left in the source is ours too.
+            let mut inner = self.inner.take().expect("finish keeps the pool");
+            let inner = Arc::get_mut(&mut inner).expect("every worker has stopped");
+            let mut items = Vec::new();
+            let mut lanes = Vec::new();
+            let mut backoff = Backoff::new();
+            loop {
+                match inner.source.take(&mut items, &mut lanes, usize::MAX) {
+                    Take::Took(_) => {}
+                    Take::Closed => break,
+                    // A send that got in before the close is finishing.
+                    Take::Empty => backoff.snooze(),
+                }
+            }
+            let mut items = items.into_iter();
+            for (lane, count) in lanes {
+                for payload in items.by_ref().take(count) {
+                    report.taken += 1;
+                    report.unprocessed.push(Unprocessed {
+                        payload,
+                        priority: Priority::ALL[lane],
+                        attempts: 0,
+                    });
+                }
+            }
+            report.unprocessed.sort_by_key(|u| u.priority);
+        }
+        report
+    }
+
+    /// Runs (manual pool) or waits for the workers until they stop, then
+    /// collects what is left.
+    fn finish(&mut self) -> ShutdownReport<T> {
+        if self.threads.is_empty() {
+            let inner = self.inner();
+            let mut rng = seed(0);
+            loop {
+                inner.check_deadline();
+                if inner.finished() {
+                    break;
+                }
+                match inner.find_work(0).job {
+                    Some(job) => inner.process(0, job, &mut rng),
+                    None => crate::loom::park(Some(
+                        inner
+                            .wake_deadline()
+                            .unwrap_or_else(|| Instant::now() + Duration::from_millis(1)),
+                    )),
+                }
+            }
+        }
+        let mut panicked = None;
+        for handle in self.threads.drain(..) {
+            if let Err(panic) = handle.join() {
+                panicked = Some(panic);
+            }
+        }
+        if let Some(panic) = panicked {
+            std::panic::resume_unwind(panic);
+        }
+        let mut arc = self.inner.take().expect("the pool is running");
+        let inner = Arc::get_mut(&mut arc).expect("every worker has stopped");
+        let mut left = Vec::new();
+        for queue in inner.locals.iter() {
+            while let Pop::Item(job) = queue.try_pop(true) {
+                left.push(job);
+            }
+        }
+        for (_, waiting) in lock(&inner.keys).drain() {
+            left.extend(waiting);
+        }
+        left.extend(lock(&inner.delayed).drain().map(|Reverse(d)| d.job));
+        left.sort_by_key(|job| (job.delivery.priority, job.seq));
+        let c = &inner.counters;
+        let report = ShutdownReport {
+            taken: read(&c.taken),
+            acked: read(&c.acked),
+            dead_lettered: read(&c.dead_lettered),
+            retries: read(&c.retried),
+            panics: read(&c.panics),
+            unprocessed: left
+                .into_iter()
+                .map(|job| Unprocessed {
+                    attempts: job.delivery.attempt,
+                    priority: job.delivery.priority,
+                    payload: job.delivery.payload,
+                })
+                .collect(),
+            dead_letters_unsent: core::mem::take(&mut *lock(&inner.dead_unsent)),
+            timed_out: inner.timed_out.load(Ordering::SeqCst) != 0,
+        };
+        self.inner = Some(arc);
+        report
+    }
+}
+
+impl<T: Send + 'static> Drop for WorkerPool<T> {
+    fn drop(&mut self) {
+        if self.inner.is_some() && !self.threads.is_empty() {
+            self.inner().stop();
+            for handle in self.threads.drain(..) {
+                let _ = handle.join();
+            }
+        }
+    }
+}
