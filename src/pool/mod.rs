@@ -298,6 +298,9 @@ struct Inner<T> {
     /// Taken and not yet settled.
     outstanding: AtomicUsize,
     deadline: plain::OnceLock<Instant>,
+    /// 1 once `shutdown` or `join` was called: nobody may read the dead
+    /// letters any more.
+    closing: AtomicUsize,
     timed_out: AtomicUsize,
     dead_tx: Sender<DeadLetter<T>>,
     dead_rx: Receiver<DeadLetter<T>>,
@@ -730,7 +733,7 @@ impl<T: Send + 'static> Inner<T> {
             key,
         };
         loop {
-            if self.state() == RUNNING {
+            if self.closing.load(Ordering::SeqCst) == 0 {
                 // Wait for room (backpressure), looking up now and then
                 // for a shutdown.
                 match self
@@ -905,8 +908,11 @@ impl<T: Send + 'static> PoolBuilder<T> {
         self
     }
 
-    /// How many dead letters wait for a reader before workers wait (per
-    /// lane; default 1024).
+    /// How many dead letters (per lane; default 1024) wait for a reader.
+    /// While the pool runs, a worker whose dead letter does not fit waits
+    /// for room (backpressure); once [`WorkerPool::shutdown`] or
+    /// [`WorkerPool::join`] is called, it puts the letter in the report's
+    /// `dead_letters_unsent` instead.
     pub fn dead_letter_capacity(mut self, n: usize) -> Self {
         self.dead_capacity = n.max(1);
         self
@@ -963,6 +969,7 @@ impl<T: Send + 'static> PoolBuilder<T> {
             source_done: AtomicUsize::new(0),
             outstanding: AtomicUsize::new(0),
             deadline: plain::OnceLock::new(),
+            closing: AtomicUsize::new(0),
             timed_out: AtomicUsize::new(0),
             dead_tx,
             dead_rx,
@@ -1134,6 +1141,7 @@ impl<T: Send + 'static> WorkerPool<T> {
     /// it took.
     pub fn shutdown(mut self, mode: Shutdown) -> ShutdownReport<T> {
         let inner = self.inner();
+        inner.closing.store(1, Ordering::SeqCst);
         match mode {
             Shutdown::Immediate => inner.stop(),
             Shutdown::Graceful { deadline } => {
@@ -1189,6 +1197,7 @@ impl<T: Send + 'static> WorkerPool<T> {
     /// Runs (manual pool) or waits for the workers until they stop, then
     /// collects what is left.
     fn finish(&mut self) -> ShutdownReport<T> {
+        self.inner().closing.store(1, Ordering::SeqCst);
         if self.threads.is_empty() {
             let inner = self.inner();
             let mut rng = seed(0);
