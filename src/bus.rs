@@ -40,6 +40,7 @@ use crate::envelope::{Envelope, Header};
 use crate::error::PublishError;
 use crate::loom::plain::{Arc, Weak};
 use crate::loom::{AtomicUsize, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crate::pool::{Ticket, Tracker};
 use crate::priority::{Priority, LANES};
 use crate::subscription::{new_queue, Queue, Registration, Reserve, SlowSubscriber, Subscription};
 use crate::topic::{validate_topic, Pattern, TopicError};
@@ -67,6 +68,7 @@ pub struct Message {
     key: Option<Box<str>>,
     headers: Vec<(Box<str>, Box<str>)>,
     payload: Bytes,
+    tracker: Option<Tracker>,
 }
 
 impl Message {
@@ -105,6 +107,30 @@ impl Message {
     pub fn priority(mut self, priority: Priority) -> Self {
         self.priority = priority;
         self
+    }
+
+    /// The same message with a [`Ticket`] that follows it through the
+    /// [`WorkerPool`](crate::WorkerPool)s of its subscribers (the first to
+    /// settle it decides; see [`Ticket`]).
+    ///
+    /// ```
+    /// use lanebus::pool::{Delivery, Outcome, TicketStatus, WorkerPool};
+    /// use lanebus::{Bus, Envelope, Message};
+    ///
+    /// let bus = Bus::builder().build();
+    /// let pool = WorkerPool::builder()
+    ///     .workers(1)
+    ///     .build(bus.subscribe("jobs").unwrap(), |_: &Delivery<Envelope>| Outcome::Ack);
+    /// let (message, ticket) = Message::encode(&42u32).unwrap().tracked();
+    /// bus.publish("jobs", message).unwrap();
+    /// assert_eq!(ticket.wait(), TicketStatus::Acked);
+    /// bus.close();
+    /// pool.join();
+    /// ```
+    pub fn tracked(mut self) -> (Self, Ticket) {
+        let (tracker, ticket) = Tracker::new();
+        self.tracker = Some(tracker);
+        (self, ticket)
     }
 
     /// Sets the ordering key (messages with one key are handled in order by
@@ -678,7 +704,7 @@ impl Bus {
     /// A new envelope; its enqueue time is set once it is admitted (see
     /// `push_reserved`).
     fn envelope(&self, topic: &Arc<str>, message: Message, id: u64) -> Envelope {
-        Envelope::new(
+        let mut envelope = Envelope::new(
             Header {
                 id,
                 topic: topic.clone(),
@@ -688,7 +714,11 @@ impl Bus {
                 headers: message.headers,
             },
             message.payload,
-        )
+        );
+        if let Some(tracker) = message.tracker {
+            envelope.attach_tracker(tracker);
+        }
+        envelope
     }
 
     /// An envelope for handing back a message that never got a topic.

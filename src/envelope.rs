@@ -6,6 +6,7 @@
 //! as-is, and [`Envelope::encode`]/[`Envelope::decode`] use a [`Codec`] for
 //! serde values. The wire form is documented on [`Envelope`].
 
+use crate::pool::Tracker;
 use core::fmt;
 
 use bytes::Bytes;
@@ -112,6 +113,8 @@ struct Shared {
     /// (by whoever holds it then: a subscriber, a dead-letter queue, a
     /// shutdown report).
     permit: Permit,
+    /// The ticket of a tracked message ([`Message::tracked`](crate::Message::tracked)).
+    tracker: Option<Tracker>,
 }
 
 /// A message: a shared [`Header`], a payload of bytes and a delivery
@@ -197,6 +200,7 @@ impl Envelope {
                 header,
                 header_weight,
                 permit: Permit::none(),
+                tracker: None,
             }),
             payload,
             attempt: 0,
@@ -307,6 +311,17 @@ impl Envelope {
     /// Makes `permit` the budget share of this message (replacing any
     /// other). If the header is shared with other clones, this envelope gets
     /// its own copy of it.
+    /// Makes a new envelope (no clone yet) carry `tracker`.
+    pub(crate) fn attach_tracker(&mut self, tracker: Tracker) {
+        let shared = Arc::get_mut(&mut self.shared).expect("a new envelope is not shared");
+        shared.tracker = Some(tracker);
+    }
+
+    /// The tracker of a tracked message.
+    pub(crate) fn tracker(&self) -> Option<&Tracker> {
+        self.shared.tracker.as_ref()
+    }
+
     pub(crate) fn attach_permit(&mut self, permit: Permit) {
         match Arc::get_mut(&mut self.shared) {
             Some(shared) => shared.permit = permit,
@@ -315,6 +330,7 @@ impl Envelope {
                     header: self.shared.header.clone(),
                     header_weight: self.shared.header_weight,
                     permit,
+                    tracker: self.shared.tracker.clone(),
                 });
             }
         }

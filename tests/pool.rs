@@ -351,6 +351,8 @@ fn per_message_retry_policy_overrides_the_pool() {
 
 #[test]
 fn circuit_breaker_opens_probes_and_closes() {
+    // Long enough that the steps between trips fit in it, also under miri.
+    let cool_down = Duration::from_millis(if cfg!(miri) { 5_000 } else { 100 });
     let (tx, rx) = lanebus::bounded::<u64>(64);
     let healthy = Arc::new(AtomicBool::new(false));
     let h = healthy.clone();
@@ -362,7 +364,7 @@ fn circuit_breaker_opens_probes_and_closes() {
             window: 4,
             min_attempts: 4,
             failure_ratio: 0.5,
-            cool_down: Duration::from_millis(100),
+            cool_down,
         })
         .build(rx, move |_: &Delivery<u64>| {
             if h.load(Ordering::SeqCst) {
@@ -380,12 +382,12 @@ fn circuit_breaker_opens_probes_and_closes() {
     assert_eq!(pool.run_pending(), 0);
     assert_eq!(pool.stats().taken, 4);
     // After the cool-down one probe goes through; it fails: open again.
-    thread::sleep(Duration::from_millis(120));
+    thread::sleep(cool_down + cool_down / 5);
     assert_eq!(pool.run_pending(), 1);
     assert_eq!(pool.stats().breaker, BreakerState::Open);
     // Healthy now: the next probe closes it and work flows.
     healthy.store(true, Ordering::SeqCst);
-    thread::sleep(Duration::from_millis(120));
+    thread::sleep(cool_down + cool_down / 5);
     assert_eq!(pool.run_pending(), 15);
     assert_eq!(pool.stats().breaker, BreakerState::Closed);
     assert_eq!(pool.stats().acked, 15);
@@ -719,4 +721,101 @@ fn a_bus_subscription_feeds_a_pool_with_envelope_keys() {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{key} out of order");
         assert_eq!(seqs.len(), 100);
     }
+}
+
+#[test]
+fn tickets_follow_a_message_through_the_pool() {
+    use lanebus::pool::{TicketStatus, Tracked};
+    let (tx, rx) = lanebus::bounded::<Tracked<u64>>(16);
+    let gate = Arc::new(AtomicBool::new(false));
+    let g = gate.clone();
+    let pool = WorkerPool::builder()
+        .workers(1)
+        .track(Tracked::tracker_of)
+        .retry(
+            RetryPolicy::attempts(2)
+                .backoff(Duration::from_millis(100), Duration::from_millis(100), 1.0)
+                .jitter(0.0),
+        )
+        .build(rx, move |d: &Delivery<Tracked<u64>>| {
+            match d.payload().value {
+                // 1: held in the handler until the test opens the gate.
+                1 => {
+                    while !g.load(Ordering::SeqCst) {
+                        thread::yield_now();
+                    }
+                    Outcome::Ack
+                }
+                // 2: fails once, then acked.
+                2 if d.attempt() == 1 => Outcome::Retry,
+                2 => Outcome::Ack,
+                _ => Outcome::DeadLetter("three".into()),
+            }
+        });
+    let dead = pool.dead_letters();
+    let (one, t1) = Tracked::new(1);
+    assert_eq!(t1.status(), TicketStatus::Queued);
+    tx.send(one).unwrap();
+    wait_until("in flight", || t1.status() == TicketStatus::InFlight);
+    assert_eq!(t1.wait_timeout(Duration::from_millis(20)), None);
+    gate.store(true, Ordering::SeqCst);
+    assert_eq!(t1.wait(), TicketStatus::Acked);
+
+    let (two, t2) = Tracked::new(2);
+    tx.send(two).unwrap();
+    // Back to queued while it waits to retry, then acked.
+    wait_until("waiting to retry", || pool.stats().retried == 1);
+    assert_eq!(t2.status(), TicketStatus::Queued);
+    assert_eq!(
+        futures_executor::block_on(t2.settled()),
+        TicketStatus::Acked
+    );
+
+    let (three, t3) = Tracked::new(3);
+    tx.send(three).unwrap();
+    assert_eq!(
+        t3.wait_timeout(Duration::from_secs(10)),
+        Some(TicketStatus::DeadLettered)
+    );
+    // Republished from the dead letters, the ticket stays final.
+    let letter = dead.recv().unwrap();
+    assert_eq!(letter.payload.value, 3);
+    drop(tx);
+    pool.join();
+}
+
+#[test]
+fn a_ticket_of_a_message_dropped_unsettled_reads_dropped() {
+    use lanebus::pool::{TicketStatus, Tracked};
+    let (tx, rx) = lanebus::bounded::<Tracked<u64>>(16);
+    let spare_rx = rx.clone();
+    let pool = WorkerPool::builder()
+        .workers(0)
+        .track(Tracked::tracker_of)
+        .build(rx, |_: &Delivery<Tracked<u64>>| Outcome::Ack);
+    let (message, ticket) = Tracked::new(1);
+    tx.send(message).unwrap();
+    // Never run: an immediate shutdown leaves it in the channel...
+    let report = pool.shutdown(Shutdown::Immediate);
+    assert_eq!(report.taken, 0);
+    assert_eq!(ticket.status(), TicketStatus::Queued);
+    // ...and the last receiver going drops it.
+    drop(spare_rx);
+    assert_eq!(ticket.wait(), TicketStatus::Dropped);
+    drop(tx);
+}
+
+#[test]
+fn a_tracked_bus_message_reports_its_dead_letter() {
+    use lanebus::pool::TicketStatus;
+    let bus = Bus::builder().build();
+    let pool = WorkerPool::builder().workers(1).build(
+        bus.subscribe("jobs").unwrap(),
+        |_: &Delivery<lanebus::Envelope>| Outcome::DeadLetter("no".into()),
+    );
+    let (message, ticket) = Message::new(&b"x"[..]).tracked();
+    assert_eq!(bus.publish("jobs", message).unwrap(), 1);
+    assert_eq!(ticket.wait(), TicketStatus::DeadLettered);
+    bus.close();
+    assert_eq!(pool.join().dead_lettered, 1);
 }

@@ -62,6 +62,7 @@
 
 mod intake;
 mod source;
+mod ticket;
 mod types;
 
 use std::cmp::{Ordering as CmpOrdering, Reverse};
@@ -74,6 +75,7 @@ use hdrhistogram::Histogram;
 use self::intake::IntakeLock;
 pub use self::source::{key_of, IntoSource};
 use self::source::{Clock, Source, Take};
+pub use self::ticket::{Ticket, TicketStatus, Tracked, Tracker};
 pub use self::types::{
     BreakerState, CircuitBreaker, DeadLetter, Delivery, Handler, LatencySummary, Outcome,
     PoolStats, RetryPolicy, Shutdown, ShutdownReport, Unprocessed, WorkerStats,
@@ -259,6 +261,8 @@ impl Breaker {
 
 type KeyFn<T> = Box<dyn Fn(&T) -> Option<u64> + Send + Sync>;
 type PolicyFn<T> = Box<dyn Fn(&Delivery<T>) -> Option<RetryPolicy> + Send + Sync>;
+/// Finds the tracker a message carries.
+pub type TrackFn<T> = fn(&T) -> Option<&Tracker>;
 
 /// Locks a mutex; the pool never panics while holding one, but a poisoned
 /// lock must not turn into a second panic.
@@ -278,6 +282,7 @@ struct Inner<T> {
     source: Box<dyn Source<T>>,
     handler: Box<dyn Handler<T>>,
     key_fn: Option<KeyFn<T>>,
+    track: Option<TrackFn<T>>,
     policy: RetryPolicy,
     policy_fn: Option<PolicyFn<T>>,
     batch: usize,
@@ -515,6 +520,21 @@ impl<T: Send + 'static> Inner<T> {
         }
     }
 
+    /// The tracker of a message: the builder's function, else the
+    /// source's.
+    fn tracker_of<'a>(&self, payload: &'a T) -> Option<&'a Tracker> {
+        match self.track {
+            Some(f) => f(payload),
+            None => self.source.tracker(payload),
+        }
+    }
+
+    fn track(&self, payload: &T, status: TicketStatus) {
+        if let Some(tracker) = self.tracker_of(payload) {
+            tracker.set(status);
+        }
+    }
+
     /// Moves due retries into worker `me`'s queue, up to a batch.
     fn take_due(&self, me: usize) -> usize {
         if self.delayed_len.load(Ordering::SeqCst) == 0 {
@@ -611,6 +631,7 @@ impl<T: Send + 'static> Inner<T> {
     /// Runs the handler on `job` and acts on the outcome.
     fn process(&self, me: usize, mut job: Job<T>, rng: &mut u64) {
         job.delivery.attempt += 1;
+        self.track(&job.delivery.payload, TicketStatus::InFlight);
         let start = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| self.handler.handle(&job.delivery)));
         let end = Instant::now();
@@ -700,6 +721,7 @@ impl<T: Send + 'static> Inner<T> {
             return;
         }
         bump(&self.counters.retried, 1);
+        self.track(&job.delivery.payload, TicketStatus::Queued);
         let delay = delay.unwrap_or_else(|| policy.delay(attempt, next_unit(rng)));
         if delay.is_zero() {
             // It replaces the job just popped: room in our own queue.
@@ -722,6 +744,7 @@ impl<T: Send + 'static> Inner<T> {
 
     fn dead_letter(&self, me: usize, job: Job<T>, reason: String, now: Instant) {
         bump(&self.counters.dead_lettered, 1);
+        self.track(&job.delivery.payload, TicketStatus::DeadLettered);
         let key = job.delivery.key;
         let priority = job.delivery.priority;
         let enqueued_at = job.delivery.enqueued_at;
@@ -770,6 +793,7 @@ impl<T: Send + 'static> Inner<T> {
             payload,
             ..
         } = job.delivery;
+        self.track(&payload, TicketStatus::Acked);
         drop(payload);
         self.settled(me, key, priority, enqueued_at, now);
     }
@@ -848,6 +872,7 @@ pub struct PoolBuilder<T> {
     retry: RetryPolicy,
     policy_fn: Option<PolicyFn<T>>,
     key_fn: Option<KeyFn<T>>,
+    track: Option<TrackFn<T>>,
     dead_capacity: usize,
     breaker: Option<CircuitBreaker>,
     name: String,
@@ -908,6 +933,15 @@ impl<T: Send + 'static> PoolBuilder<T> {
         self
     }
 
+    /// How to find the [`Tracker`] a message carries, for completion
+    /// tracking: [`Tracked::tracker_of`] for a channel of [`Tracked`]
+    /// values. A bus subscription needs nothing: a tracked
+    /// [`Message`](crate::Message) carries its tracker in the envelope.
+    pub fn track(mut self, f: TrackFn<T>) -> Self {
+        self.track = Some(f);
+        self
+    }
+
     /// How many dead letters (per lane; default 1024) wait for a reader.
     /// While the pool runs, a worker whose dead letter does not fit waits
     /// for room (backpressure); once [`WorkerPool::shutdown`] or
@@ -951,6 +985,7 @@ impl<T: Send + 'static> PoolBuilder<T> {
             source: source.into_source(),
             handler: Box::new(handler),
             key_fn: self.key_fn,
+            track: self.track,
             policy: self.retry,
             policy_fn: self.policy_fn,
             batch: self.batch,
@@ -1034,6 +1069,7 @@ impl<T: Send + 'static> WorkerPool<T> {
             retry: RetryPolicy::default(),
             policy_fn: None,
             key_fn: None,
+            track: None,
             dead_capacity: 1024,
             breaker: None,
             name: "lanebus-worker".into(),

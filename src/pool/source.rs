@@ -4,6 +4,7 @@
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::Tracker;
 use crate::error::TryRecvError;
 use crate::wait::WaitList;
 use crate::{Envelope, Receiver, Subscription};
@@ -35,6 +36,8 @@ pub(crate) trait Source<T>: Send + Sync + 'static {
     fn key(&self, item: &T) -> Option<u64>;
     /// When the message was enqueued, if the source stamps messages.
     fn enqueued_at(&self, item: &T, clock: &Clock) -> Option<Instant>;
+    /// The tracker the message carries, if the source knows of one.
+    fn tracker<'a>(&self, item: &'a T) -> Option<&'a Tracker>;
 }
 
 /// One reading of both clocks, to turn a unix-epoch stamp into an
@@ -105,6 +108,10 @@ impl<T: Send + 'static> Source<T> for Receiver<T> {
     fn enqueued_at(&self, _: &T, _: &Clock) -> Option<Instant> {
         None
     }
+
+    fn tracker<'a>(&self, _: &'a T) -> Option<&'a Tracker> {
+        None
+    }
 }
 
 impl Source<Envelope> for Subscription {
@@ -134,6 +141,10 @@ impl Source<Envelope> for Subscription {
 
     fn enqueued_at(&self, item: &Envelope, clock: &Clock) -> Option<Instant> {
         clock.instant_of(item.enqueued_at())
+    }
+
+    fn tracker<'a>(&self, item: &'a Envelope) -> Option<&'a Tracker> {
+        item.tracker()
     }
 }
 
