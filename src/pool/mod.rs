@@ -38,7 +38,7 @@
 //! finish the (at most `batch_size`) messages in its queue.
 //!
 //! **Intake.** One worker at a time takes from the source, under the
-//! [`IntakeLock`](intake): that keeps messages with the same key in the
+//! intake lock (`src/pool/intake.rs`): that keeps messages with the same key in the
 //! order they left their lane. A worker that loses the race for it leaves a
 //! request that makes the holder look again, so a message that woke it is
 //! never stranded.
@@ -61,6 +61,7 @@
 //! shutdown.
 
 mod intake;
+mod observe;
 mod source;
 mod ticket;
 mod types;
@@ -312,6 +313,7 @@ struct Inner<T> {
     dead_unsent: Mutex<Vec<DeadLetter<T>>>,
     breaker: Option<Mutex<Breaker>>,
     counters: Counters,
+    meters: observe::Meters,
     records: Box<[plain::Mutex<WorkerRecord>]>,
 }
 
@@ -470,6 +472,7 @@ impl<T: Send + 'static> Inner<T> {
         // is left: a worker that sees the source closed sees these too.
         self.outstanding.fetch_add(n, Ordering::SeqCst);
         bump(&self.counters.taken, n as u64);
+        self.meters.taken(n as u64);
         let clock = Clock::now();
         let mut items = data.items.drain(..);
         let mut keys = None;
@@ -632,6 +635,14 @@ impl<T: Send + 'static> Inner<T> {
     fn process(&self, me: usize, mut job: Job<T>, rng: &mut u64) {
         job.delivery.attempt += 1;
         self.track(&job.delivery.payload, TicketStatus::InFlight);
+        #[cfg(feature = "tracing")]
+        let span = observe::delivery_span(
+            job.delivery.priority,
+            job.delivery.attempt,
+            job.delivery.key,
+        );
+        #[cfg(feature = "tracing")]
+        let _entered = span.enter();
         let start = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| self.handler.handle(&job.delivery)));
         let end = Instant::now();
@@ -645,6 +656,7 @@ impl<T: Send + 'static> Inner<T> {
             Ok(Outcome::Ack) => {
                 self.record_breaker(true, job.probe, end);
                 bump(&self.counters.acked, 1);
+                self.meters.acked();
                 self.settle(me, job, end);
             }
             Ok(Outcome::DeadLetter(reason)) => {
@@ -669,6 +681,7 @@ impl<T: Send + 'static> Inner<T> {
             ),
             Err(panic) => {
                 bump(&self.counters.panics, 1);
+                self.meters.panicked();
                 let what = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
@@ -721,6 +734,7 @@ impl<T: Send + 'static> Inner<T> {
             return;
         }
         bump(&self.counters.retried, 1);
+        self.meters.retried();
         self.track(&job.delivery.payload, TicketStatus::Queued);
         let delay = delay.unwrap_or_else(|| policy.delay(attempt, next_unit(rng)));
         if delay.is_zero() {
@@ -744,6 +758,7 @@ impl<T: Send + 'static> Inner<T> {
 
     fn dead_letter(&self, me: usize, job: Job<T>, reason: String, now: Instant) {
         bump(&self.counters.dead_lettered, 1);
+        self.meters.dead_lettered();
         self.track(&job.delivery.payload, TicketStatus::DeadLettered);
         let key = job.delivery.key;
         let priority = job.delivery.priority;
@@ -809,9 +824,9 @@ impl<T: Send + 'static> Inner<T> {
         now: Instant,
     ) {
         {
-            let nanos = u64::try_from(now.saturating_duration_since(enqueued_at).as_nanos())
-                .unwrap_or(u64::MAX)
-                .max(1);
+            let latency = now.saturating_duration_since(enqueued_at);
+            self.meters.latency(priority, latency);
+            let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1);
             let mut record = self.records[me].lock().unwrap_or_else(|e| e.into_inner());
             record.latency[priority.index()].saturating_record(nanos);
         }
@@ -1011,6 +1026,7 @@ impl<T: Send + 'static> PoolBuilder<T> {
             dead_unsent: Mutex::new(Vec::new()),
             breaker: self.breaker.map(|b| Mutex::new(Breaker::new(b))),
             counters: Counters::default(),
+            meters: observe::Meters::new(&self.name),
             records: (0..queues)
                 .map(|_| plain::Mutex::new(WorkerRecord::new()))
                 .collect(),
