@@ -137,15 +137,12 @@ struct IntakeData<T> {
     next_seq: u64,
 }
 
-/// Monotonic counters (no protocol reads them).
+/// Messages taken from the source (counted per batch; the per-message
+/// counters are per worker, in [`WorkerRecord`], so that workers never
+/// write a shared line per message).
 #[derive(Default)]
 struct Counters {
     taken: AtomicU64,
-    processed: AtomicU64,
-    acked: AtomicU64,
-    retried: AtomicU64,
-    dead_lettered: AtomicU64,
-    panics: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, n: u64) {
@@ -156,18 +153,76 @@ fn read(counter: &AtomicU64) -> u64 {
     counter.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// One worker's statistics, written by that worker only.
+/// One worker's statistics, written by that worker only (one uncontended
+/// lock per message), read by snapshots.
 struct WorkerRecord {
     handled: u64,
+    acked: u64,
+    retried: u64,
+    dead_lettered: u64,
+    panics: u64,
     busy: Duration,
     idle: Duration,
     latency: [Histogram<u64>; LANES],
+}
+
+/// The sums of every worker's record.
+#[derive(Default)]
+struct Totals {
+    handled: u64,
+    acked: u64,
+    retried: u64,
+    dead_lettered: u64,
+    panics: u64,
+}
+
+impl Totals {
+    fn add(&mut self, record: &WorkerRecord) {
+        self.handled += record.handled;
+        self.acked += record.acked;
+        self.retried += record.retried;
+        self.dead_lettered += record.dead_lettered;
+        self.panics += record.panics;
+    }
+}
+
+/// What one handler call adds to its worker's record.
+#[derive(Default)]
+struct Tally {
+    acked: u64,
+    retried: u64,
+    dead_lettered: u64,
+    panics: u64,
+    busy: Duration,
+    idle: Duration,
+    /// Settled: its lane and enqueue-to-settled time.
+    latency: Option<(Priority, Duration)>,
+}
+
+impl WorkerRecord {
+    fn add(&mut self, tally: Tally) {
+        self.handled += 1;
+        self.acked += tally.acked;
+        self.retried += tally.retried;
+        self.dead_lettered += tally.dead_lettered;
+        self.panics += tally.panics;
+        self.busy += tally.busy;
+        self.idle += tally.idle;
+        if let Some((priority, latency)) = tally.latency {
+            let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1);
+            self.latency[priority.index()].saturating_record(nanos);
+        }
+    }
 }
 
 impl WorkerRecord {
     fn new() -> Self {
         Self {
             handled: 0,
+            acked: 0,
+            retried: 0,
+            dead_lettered: 0,
+            panics: 0,
             busy: Duration::ZERO,
             idle: Duration::ZERO,
             // 1 ns to 1 hour, 3 significant digits.
@@ -631,8 +686,9 @@ impl<T: Send + 'static> Inner<T> {
         }
     }
 
-    /// Runs the handler on `job` and acts on the outcome.
-    fn process(&self, me: usize, mut job: Job<T>, rng: &mut u64) {
+    /// Runs the handler on `job` and acts on the outcome. `idle`: how long
+    /// the worker looked for this job.
+    fn process(&self, me: usize, mut job: Job<T>, rng: &mut u64, idle: Duration) {
         job.delivery.attempt += 1;
         self.track(&job.delivery.payload, TicketStatus::InFlight);
         #[cfg(feature = "tracing")]
@@ -646,59 +702,43 @@ impl<T: Send + 'static> Inner<T> {
         let start = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| self.handler.handle(&job.delivery)));
         let end = Instant::now();
-        bump(&self.counters.processed, 1);
-        {
-            let mut record = self.records[me].lock().unwrap_or_else(|e| e.into_inner());
-            record.handled += 1;
-            record.busy += end - start;
-        }
+        let mut tally = Tally {
+            busy: end - start,
+            idle,
+            ..Tally::default()
+        };
+        let retry = "the handler asked for a retry";
         match result {
             Ok(Outcome::Ack) => {
                 self.record_breaker(true, job.probe, end);
-                bump(&self.counters.acked, 1);
-                self.meters.acked();
-                self.settle(me, job, end);
+                self.settle(me, job, end, &mut tally);
             }
             Ok(Outcome::DeadLetter(reason)) => {
                 self.record_breaker(false, job.probe, end);
-                self.dead_letter(me, job, reason, end);
+                self.dead_letter(me, job, reason, end, &mut tally);
             }
-            Ok(Outcome::Retry) => self.failed(
-                me,
-                job,
-                None,
-                "the handler asked for a retry".into(),
-                end,
-                rng,
-            ),
-            Ok(Outcome::RetryAfter(delay)) => self.failed(
-                me,
-                job,
-                Some(delay),
-                "the handler asked for a retry".into(),
-                end,
-                rng,
-            ),
+            Ok(Outcome::Retry) => self.failed(me, job, None, retry.into(), end, rng, &mut tally),
+            Ok(Outcome::RetryAfter(delay)) => {
+                self.failed(me, job, Some(delay), retry.into(), end, rng, &mut tally)
+            }
             Err(panic) => {
-                bump(&self.counters.panics, 1);
+                tally.panics = 1;
                 self.meters.panicked();
                 let what = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a non-string payload".into());
-                // Dropping the payload could panic again: forget it.
-                core::mem::forget(panic);
-                self.failed(
-                    me,
-                    job,
-                    None,
-                    format!("the handler panicked: {what}"),
-                    end,
-                    rng,
-                );
+                // Dropping the payload can itself panic: contain that too.
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(panic)));
+                let reason = format!("the handler panicked: {what}");
+                self.failed(me, job, None, reason, end, rng, &mut tally);
             }
         }
+        self.records[me]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(tally);
     }
 
     fn record_breaker(&self, ok: bool, probe: bool, now: Instant) {
@@ -708,6 +748,7 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     /// A failed attempt: retry later, or dead-letter after the last one.
+    #[allow(clippy::too_many_arguments)]
     fn failed(
         &self,
         me: usize,
@@ -716,6 +757,7 @@ impl<T: Send + 'static> Inner<T> {
         reason: String,
         now: Instant,
         rng: &mut u64,
+        tally: &mut Tally,
     ) {
         self.record_breaker(false, job.probe, now);
         job.probe = false;
@@ -730,10 +772,10 @@ impl<T: Send + 'static> Inner<T> {
                 "{reason}; no attempts left ({attempt} of {})",
                 policy.max_attempts
             );
-            self.dead_letter(me, job, reason, now);
+            self.dead_letter(me, job, reason, now, tally);
             return;
         }
-        bump(&self.counters.retried, 1);
+        tally.retried = 1;
         self.meters.retried();
         self.track(&job.delivery.payload, TicketStatus::Queued);
         let delay = delay.unwrap_or_else(|| policy.delay(attempt, next_unit(rng)));
@@ -756,8 +798,8 @@ impl<T: Send + 'static> Inner<T> {
         self.idle.notify(1);
     }
 
-    fn dead_letter(&self, me: usize, job: Job<T>, reason: String, now: Instant) {
-        bump(&self.counters.dead_lettered, 1);
+    fn dead_letter(&self, me: usize, job: Job<T>, reason: String, now: Instant, tally: &mut Tally) {
+        tally.dead_lettered = 1;
         self.meters.dead_lettered();
         self.track(&job.delivery.payload, TicketStatus::DeadLettered);
         let key = job.delivery.key;
@@ -796,11 +838,13 @@ impl<T: Send + 'static> Inner<T> {
                 break;
             }
         }
-        self.settled(me, key, priority, enqueued_at, now);
+        tally.latency = Some(self.settled(me, key, priority, enqueued_at, now));
     }
 
     /// An acked job.
-    fn settle(&self, me: usize, job: Job<T>, now: Instant) {
+    fn settle(&self, me: usize, job: Job<T>, now: Instant, tally: &mut Tally) {
+        tally.acked = 1;
+        self.meters.acked();
         let Delivery {
             key,
             priority,
@@ -810,11 +854,11 @@ impl<T: Send + 'static> Inner<T> {
         } = job.delivery;
         self.track(&payload, TicketStatus::Acked);
         drop(payload);
-        self.settled(me, key, priority, enqueued_at, now);
+        tally.latency = Some(self.settled(me, key, priority, enqueued_at, now));
     }
 
-    /// Bookkeeping for a job that left the pool: its latency, its key's
-    /// next message, the count of jobs in the pool.
+    /// Bookkeeping for a job that left the pool: its key's next message,
+    /// the count of jobs in the pool. Returns its lane and latency.
     fn settled(
         &self,
         me: usize,
@@ -822,14 +866,9 @@ impl<T: Send + 'static> Inner<T> {
         priority: Priority,
         enqueued_at: Instant,
         now: Instant,
-    ) {
-        {
-            let latency = now.saturating_duration_since(enqueued_at);
-            self.meters.latency(priority, latency);
-            let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1);
-            let mut record = self.records[me].lock().unwrap_or_else(|e| e.into_inner());
-            record.latency[priority.index()].saturating_record(nanos);
-        }
+    ) -> (Priority, Duration) {
+        let latency = now.saturating_duration_since(enqueued_at);
+        self.meters.latency(priority, latency);
         if let Some(key) = key {
             let mut keys = lock(&self.keys);
             if let Entry::Occupied(mut waiting) = keys.entry(key) {
@@ -847,6 +886,15 @@ impl<T: Send + 'static> Inner<T> {
             // The last one: idle workers may leave.
             self.idle.notify_all();
         }
+        (priority, latency)
+    }
+
+    fn totals(&self) -> Totals {
+        let mut total = Totals::default();
+        for record in self.records.iter() {
+            total.add(&record.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        total
     }
 
     /// The worker loop.
@@ -854,19 +902,17 @@ impl<T: Send + 'static> Inner<T> {
         let mut rng = seed(me);
         let mut idle_since = Instant::now();
         while let Some(job) = self.next_job(me) {
-            let busy_since = Instant::now();
-            {
-                let mut record = self.records[me].lock().unwrap_or_else(|e| e.into_inner());
-                record.idle += busy_since - idle_since;
-            }
-            self.process(me, job, &mut rng);
+            let idle = idle_since.elapsed();
+            self.process(me, job, &mut rng, idle);
             idle_since = Instant::now();
         }
     }
 }
 
 fn seed(me: usize) -> u64 {
-    let nanos = Instant::now().elapsed().as_nanos() as u64;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     (0x9E37_79B9_7F4A_7C15u64 ^ nanos).wrapping_mul(me as u64 * 2 + 1) | 1
 }
 
@@ -1112,11 +1158,12 @@ impl<T: Send + 'static> WorkerPool<T> {
     /// A snapshot of the pool's counters and latencies.
     pub fn stats(&self) -> PoolStats {
         let inner = self.inner();
-        let c = &inner.counters;
         let mut merged: [Option<Histogram<u64>>; LANES] = Default::default();
         let mut workers = Vec::with_capacity(inner.records.len());
+        let mut total = Totals::default();
         for record in inner.records.iter() {
             let record = record.lock().unwrap_or_else(|e| e.into_inner());
+            total.add(&record);
             workers.push(WorkerStats {
                 handled: record.handled,
                 busy: record.busy,
@@ -1140,12 +1187,12 @@ impl<T: Send + 'static> WorkerPool<T> {
             _ => LatencySummary::default(),
         });
         PoolStats {
-            taken: read(&c.taken),
-            processed: read(&c.processed),
-            acked: read(&c.acked),
-            retried: read(&c.retried),
-            dead_lettered: read(&c.dead_lettered),
-            panics: read(&c.panics),
+            taken: read(&inner.counters.taken),
+            processed: total.handled,
+            acked: total.acked,
+            retried: total.retried,
+            dead_lettered: total.dead_lettered,
+            panics: total.panics,
             in_pool: inner.outstanding.load(Ordering::SeqCst) as u64,
             source_depth: inner.source.len(),
             latency,
@@ -1175,7 +1222,7 @@ impl<T: Send + 'static> WorkerPool<T> {
             }
             match inner.find_work(0).job {
                 Some(job) => {
-                    inner.process(0, job, &mut rng);
+                    inner.process(0, job, &mut rng, Duration::ZERO);
                     n += 1;
                 }
                 None => return n,
@@ -1259,7 +1306,7 @@ impl<T: Send + 'static> WorkerPool<T> {
                     break;
                 }
                 match inner.find_work(0).job {
-                    Some(job) => inner.process(0, job, &mut rng),
+                    Some(job) => inner.process(0, job, &mut rng, Duration::ZERO),
                     None => crate::loom::park(Some(
                         inner
                             .wake_deadline()
@@ -1290,13 +1337,13 @@ impl<T: Send + 'static> WorkerPool<T> {
         }
         left.extend(lock(&inner.delayed).drain().map(|Reverse(d)| d.job));
         left.sort_by_key(|job| (job.delivery.priority, job.seq));
-        let c = &inner.counters;
+        let total = inner.totals();
         let report = ShutdownReport {
-            taken: read(&c.taken),
-            acked: read(&c.acked),
-            dead_lettered: read(&c.dead_lettered),
-            retries: read(&c.retried),
-            panics: read(&c.panics),
+            taken: read(&inner.counters.taken),
+            acked: total.acked,
+            dead_lettered: total.dead_lettered,
+            retries: total.retried,
+            panics: total.panics,
             unprocessed: left
                 .into_iter()
                 .map(|job| Unprocessed {
