@@ -1,8 +1,10 @@
 //! # lanebus
 //!
-//! A lock-free, in-process message bus. This release provides its
-//! foundation: a bounded multi-producer multi-consumer channel with four
-//! priority lanes ([`Priority`]), each a lock-free ring buffer.
+//! A lock-free, in-process message bus: a bounded multi-producer
+//! multi-consumer channel with four priority lanes ([`Priority`]), each a
+//! lock-free ring buffer; a [`bus`] of topics with zero-copy envelopes and a
+//! memory budget; and a work-stealing worker [`pool`] that settles every
+//! message (ack, retry, dead letter).
 //!
 //! - Receivers always take from the highest non-empty lane first; within a
 //!   lane, each producer's messages arrive in the order it sent them.

@@ -171,6 +171,10 @@ fn a_panicking_handler_is_a_failed_attempt_and_the_worker_survives() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn same_key_is_handled_one_at_a_time_in_order_under_stealing() {
     let keys = 6u64;
     let per_key = scale(400, 20) as u64;
@@ -226,6 +230,10 @@ fn same_key_is_handled_one_at_a_time_in_order_under_stealing() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn unkeyed_messages_spread_over_workers() {
     let (tx, rx) = lanebus::bounded::<u64>(256);
     let pool = WorkerPool::builder()
@@ -289,6 +297,10 @@ fn urgent_waits_at_most_one_batch() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn a_delayed_retry_does_not_block_the_worker_and_keeps_its_priority() {
     let (tx, rx) = lanebus::bounded::<u64>(16);
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -425,6 +437,10 @@ fn check_accounting(
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn graceful_shutdown_finishes_taken_work_and_leaves_the_source() {
     let (tx, rx) = lanebus::bounded::<u64>(64);
     let spare_rx = rx.clone();
@@ -455,6 +471,10 @@ fn graceful_shutdown_finishes_taken_work_and_leaves_the_source() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn graceful_shutdown_past_its_deadline_returns_the_rest() {
     let (tx, rx) = lanebus::bounded::<u64>(64);
     let spare_rx = rx.clone();
@@ -480,6 +500,10 @@ fn graceful_shutdown_past_its_deadline_returns_the_rest() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn immediate_shutdown_returns_everything_not_in_flight() {
     let (tx, rx) = lanebus::bounded::<u64>(64);
     let spare_rx = rx.clone();
@@ -511,6 +535,10 @@ fn immediate_shutdown_returns_everything_not_in_flight() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn drain_closes_the_source_and_handles_everything() {
     let (tx, rx) = lanebus::bounded::<u64>(64);
     let acked = Arc::new(Seen::default());
@@ -533,6 +561,10 @@ fn drain_closes_the_source_and_handles_everything() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn drain_past_its_deadline_returns_the_source_too() {
     let (tx, rx) = lanebus::bounded::<u64>(128);
     let acked = Arc::new(Seen::default());
@@ -561,6 +593,10 @@ fn drain_past_its_deadline_returns_the_source_too() {
 /// Shutdown (every mode, random moments) racing workers in the middle of
 /// handlers, retries and keyed mailboxes: every message exactly once.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn shutdown_racing_in_flight_work_loses_nothing() {
     let rounds = scale(40, 3);
     let mut rng = Rng::new(7);
@@ -655,6 +691,10 @@ fn dead_letters_that_do_not_fit_at_shutdown_are_in_the_report() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn stats_report_latency_per_lane_and_worker_time() {
     let (tx, rx) = lanebus::bounded::<u64>(64);
     let pool = WorkerPool::builder()
@@ -688,6 +728,10 @@ fn stats_report_latency_per_lane_and_worker_time() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn a_bus_subscription_feeds_a_pool_with_envelope_keys() {
     let bus = Bus::builder().capacity(64).build();
     let sub = bus.subscribe("orders.*").unwrap();
@@ -724,6 +768,10 @@ fn a_bus_subscription_feeds_a_pool_with_envelope_keys() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
 fn tickets_follow_a_message_through_the_pool() {
     use lanebus::pool::{TicketStatus, Tracked};
     let (tx, rx) = lanebus::bounded::<Tracked<u64>>(16);
