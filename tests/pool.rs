@@ -867,3 +867,73 @@ fn a_tracked_bus_message_reports_its_dead_letter() {
     bus.close();
     assert_eq!(pool.join().dead_lettered, 1);
 }
+
+/// The bug class of RUSTSEC-2021-0093 (a steal racing the owner's pop hands
+/// one task to two workers): big batches and many workers make thieves race
+/// owners on every batch; each message must be handled exactly once.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
+fn steal_racing_the_owner_never_hands_a_message_out_twice() {
+    let n = scale(50_000, 100);
+    let mut stolen = 0;
+    for round in 0..3 {
+        let (tx, rx) = lanebus::bounded::<usize>(1024);
+        let handled: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
+        let h = handled.clone();
+        let pool = WorkerPool::builder().workers(4).batch_size(64).build(
+            rx,
+            move |d: &Delivery<usize>| {
+                let before = h[*d.payload()].fetch_add(1, Ordering::SeqCst);
+                assert_eq!(before, 0, "message {} handled twice", d.payload());
+                if d.payload() % 97 == round {
+                    thread::yield_now(); // let a thief in mid-batch
+                }
+                Outcome::Ack
+            },
+        );
+        for i in 0..n {
+            tx.send(i).unwrap();
+        }
+        drop(tx);
+        wait_until("all handled", || pool.stats().acked == n as u64);
+        stolen += pool.stats().workers.iter().map(|w| w.stolen).sum::<u64>();
+        let report = pool.join();
+        assert_eq!(report.acked, n as u64);
+        assert!(handled.iter().all(|c| c.load(Ordering::SeqCst) == 1));
+    }
+    eprintln!("{stolen} messages stolen");
+    assert!(stolen > 0, "the test must exercise stealing");
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
+fn pools_on_the_members_of_a_consumer_group_share_its_messages() {
+    let bus = Bus::builder().capacity(128).build();
+    let seen = Arc::new(Seen::default());
+    let pools: Vec<_> = (0..2)
+        .map(|_| {
+            let s = seen.clone();
+            WorkerPool::builder().workers(1).build(
+                bus.group("jobs", "workers").unwrap(),
+                move |d: &Delivery<lanebus::Envelope>| {
+                    s.push(d.payload().decode::<u64>().unwrap());
+                    Outcome::Ack
+                },
+            )
+        })
+        .collect();
+    for i in 0..1_000u64 {
+        bus.publish("jobs", Message::encode(&i).unwrap()).unwrap();
+    }
+    bus.close();
+    let acked: u64 = pools.into_iter().map(|p| p.join().acked).sum();
+    assert_eq!(acked, 1_000);
+    assert_eq!(seen.sorted(), (0..1_000).collect::<Vec<_>>());
+}

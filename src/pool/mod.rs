@@ -157,6 +157,7 @@ fn read(counter: &AtomicU64) -> u64 {
 /// lock per message), read by snapshots.
 struct WorkerRecord {
     handled: u64,
+    stolen: u64,
     acked: u64,
     retried: u64,
     dead_lettered: u64,
@@ -219,6 +220,7 @@ impl WorkerRecord {
     fn new() -> Self {
         Self {
             handled: 0,
+            stolen: 0,
             acked: 0,
             retried: 0,
             dead_lettered: 0,
@@ -618,14 +620,20 @@ impl<T: Send + 'static> Inner<T> {
             let victim = &self.locals[(me + i) % workers];
             let want = victim.len().div_ceil(2);
             let mut first = None;
+            let mut stolen = 0;
             for _ in 0..want {
                 match victim.try_pop(false) {
                     Pop::Item(job) if first.is_none() => first = Some(job),
                     Pop::Item(job) => self.push_local(me, job),
                     _ => break,
                 }
+                stolen += 1;
             }
             if first.is_some() {
+                self.records[me]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .stolen += stolen;
                 return first;
             }
         }
@@ -1166,6 +1174,7 @@ impl<T: Send + 'static> WorkerPool<T> {
             total.add(&record);
             workers.push(WorkerStats {
                 handled: record.handled,
+                stolen: record.stolen,
                 busy: record.busy,
                 idle: record.idle,
             });

@@ -371,6 +371,8 @@ pub struct LatencySummary {
 pub struct WorkerStats {
     /// Handler calls.
     pub handled: u64,
+    /// Messages it stole from other workers' queues.
+    pub stolen: u64,
     /// Time in handlers.
     pub busy: Duration,
     /// Time looking for work or parked.
