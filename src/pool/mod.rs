@@ -227,9 +227,10 @@ impl WorkerRecord {
             panics: 0,
             busy: Duration::ZERO,
             idle: Duration::ZERO,
-            // 1 ns to 1 hour, 3 significant digits.
+            // 1 ns to 1 hour, 2 significant digits (1% resolution): about
+            // 30 KiB per lane.
             latency: [(); LANES].map(|_| {
-                Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
+                Histogram::new_with_bounds(1, 3_600_000_000_000, 2).expect("valid bounds")
             }),
         }
     }
