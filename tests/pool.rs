@@ -939,3 +939,81 @@ fn pools_on_the_members_of_a_consumer_group_share_its_messages() {
     assert_eq!(acked, 1_000);
     assert_eq!(seen.sorted(), (0..1_000).collect::<Vec<_>>());
 }
+
+/// One hot key and a slow handler: the mailbox would grow without bound if
+/// intake did not pause at the key backlog; the channel pushes back instead.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
+fn a_hot_key_cannot_grow_the_pool_without_bound() {
+    let (tx, rx) = lanebus::bounded::<u64>(16);
+    let last = Arc::new(AtomicUsize::new(0));
+    let l = last.clone();
+    let pool = WorkerPool::builder()
+        .workers(2)
+        .batch_size(4)
+        .key_backlog(32)
+        .key(|_: &u64| Some(1))
+        .build(rx, move |d: &Delivery<u64>| {
+            // In order, one at a time.
+            assert_eq!(
+                l.swap(*d.payload() as usize + 1, Ordering::SeqCst),
+                *d.payload() as usize
+            );
+            thread::sleep(Duration::from_micros(20));
+            Outcome::Ack
+        });
+    let n = scale(3_000, 50) as u64;
+    let producer = thread::spawn(move || {
+        for i in 0..n {
+            tx.send(i).unwrap();
+        }
+    });
+    let mut most = 0;
+    while !producer.is_finished() {
+        let stats = pool.stats();
+        // One in a handler, the backlog, at most one batch over it.
+        assert!(stats.waiting_for_keys <= 32 + 4, "{stats:?}");
+        assert!(stats.in_pool <= 32 + 4 + 1, "{stats:?}");
+        most = most.max(stats.waiting_for_keys);
+        thread::sleep(Duration::from_millis(1));
+    }
+    producer.join().unwrap();
+    assert!(most >= 16, "the backlog filled ({most})");
+    assert_eq!(pool.join().acked, n);
+}
+
+/// A key's next message is the oldest of its highest lane.
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
+)]
+fn a_busy_keys_urgent_message_goes_before_its_normal_ones() {
+    let (tx, rx) = lanebus::bounded::<(u64, &'static str)>(16);
+    let gate = Arc::new(AtomicBool::new(false));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (g, o) = (gate.clone(), order.clone());
+    let pool = WorkerPool::builder()
+        .workers(2)
+        .key(|&(key, _): &(u64, &str)| Some(key))
+        .build(rx, move |d: &Delivery<(u64, &'static str)>| {
+            while !g.load(Ordering::SeqCst) {
+                thread::yield_now();
+            }
+            o.lock().unwrap().push(d.payload().1);
+            Outcome::Ack
+        });
+    tx.send((7, "first")).unwrap();
+    wait_until("first in flight", || pool.stats().taken == 1);
+    tx.send((7, "normal")).unwrap();
+    wait_until("normal waits", || pool.stats().waiting_for_keys == 1);
+    tx.send_with(Priority::Urgent, (7, "urgent")).unwrap();
+    wait_until("urgent waits", || pool.stats().waiting_for_keys == 2);
+    gate.store(true, Ordering::SeqCst);
+    drop(tx);
+    pool.join();
+    assert_eq!(*order.lock().unwrap(), ["first", "urgent", "normal"]);
+}

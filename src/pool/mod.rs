@@ -48,8 +48,12 @@
 //! wait in the key's mailbox (a short lock, taken only for keyed messages)
 //! and the worker that settles one moves the next into its own queue. Only
 //! one message per key is ever in a worker queue, so stealing cannot
-//! reorder a key. The order is per lane: a message sent on a higher lane
-//! may overtake an earlier one with the same key on a lower lane.
+//! reorder a key. The order is per lane: a key's next message is the
+//! oldest of its highest lane, so an Urgent message may overtake an earlier
+//! Normal one with the same key (but never one being handled or retried).
+//! The urgent bound above holds for a message whose key is not busy. At
+//! most [`key_backlog`](PoolBuilder::key_backlog) messages wait in
+//! mailboxes; then intake pauses, so memory stays bounded.
 //!
 //! **Waiting.** An idle worker registers on the source's waiter list and on
 //! the pool's own (retries scheduled, batches to steal, shutdown), checks
@@ -127,6 +131,28 @@ impl<T> PartialOrd for Delayed<T> {
 impl<T> Ord for Delayed<T> {
     fn cmp(&self, other: &Self) -> CmpOrdering {
         (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// The messages waiting for an active key, by lane: the key's next message
+/// is the oldest of its highest lane.
+struct Mailbox<T> {
+    lanes: [VecDeque<Job<T>>; LANES],
+}
+
+impl<T> Mailbox<T> {
+    fn new() -> Self {
+        Self {
+            lanes: [(); LANES].map(|_| VecDeque::new()),
+        }
+    }
+
+    fn push(&mut self, job: Job<T>) {
+        self.lanes[job.delivery.priority.index()].push_back(job);
+    }
+
+    fn pop(&mut self) -> Option<Job<T>> {
+        self.lanes.iter_mut().find_map(VecDeque::pop_front)
     }
 }
 
@@ -349,7 +375,11 @@ struct Inner<T> {
     locals: Box<[Ring<Job<T>>]>,
     intake: IntakeLock<IntakeData<T>>,
     /// Mailboxes of the active keys (module docs, "Keys").
-    keys: Mutex<HashMap<u64, VecDeque<Job<T>>>>,
+    keys: Mutex<HashMap<u64, Mailbox<T>>>,
+    /// Messages waiting in mailboxes (changed under `keys`).
+    parked: AtomicUsize,
+    /// Intake stops while `parked` is at least this.
+    key_backlog: usize,
     delayed: Mutex<BinaryHeap<Reverse<Delayed<T>>>>,
     /// `delayed.len()`, to skip the lock when nothing waits.
     delayed_len: AtomicUsize,
@@ -481,7 +511,12 @@ impl<T: Send + 'static> Inner<T> {
             Some(breaker) => lock(breaker).admit(Instant::now()),
             None => (usize::MAX, false),
         };
-        max = max.min(self.batch);
+        // Bounded memory: messages waiting for busy keys hold up intake
+        // (the source's bounded lanes then push back on its senders).
+        let room = self
+            .key_backlog
+            .saturating_sub(self.parked.load(Ordering::Relaxed));
+        max = max.min(self.batch).min(room);
         let mut taken = 0;
         if max > 0 {
             if let Some(mut guard) = self.intake.try_enter() {
@@ -559,9 +594,12 @@ impl<T: Send + 'static> Inner<T> {
                     Some(key) => {
                         let keys = keys.get_or_insert_with(|| lock(&self.keys));
                         match keys.entry(key) {
-                            Entry::Occupied(mut waiting) => waiting.get_mut().push_back(job),
+                            Entry::Occupied(mut waiting) => {
+                                waiting.get_mut().push(job);
+                                self.parked.fetch_add(1, Ordering::Relaxed);
+                            }
                             Entry::Vacant(free) => {
-                                free.insert(VecDeque::new());
+                                free.insert(Mailbox::new());
                                 self.push_local(me, job);
                             }
                         }
@@ -881,10 +919,13 @@ impl<T: Send + 'static> Inner<T> {
         if let Some(key) = key {
             let mut keys = lock(&self.keys);
             if let Entry::Occupied(mut waiting) = keys.entry(key) {
-                match waiting.get_mut().pop_front() {
+                match waiting.get_mut().pop() {
                     // The key stays active; its next message replaces the
                     // job just popped in our own queue.
-                    Some(next) => self.push_local(me, next),
+                    Some(next) => {
+                        self.parked.fetch_sub(1, Ordering::Relaxed);
+                        self.push_local(me, next);
+                    }
                     None => {
                         waiting.remove();
                     }
@@ -943,6 +984,7 @@ pub struct PoolBuilder<T> {
     policy_fn: Option<PolicyFn<T>>,
     key_fn: Option<KeyFn<T>>,
     track: Option<TrackFn<T>>,
+    key_backlog: usize,
     dead_capacity: usize,
     breaker: Option<CircuitBreaker>,
     name: String,
@@ -1000,6 +1042,15 @@ impl<T: Send + 'static> PoolBuilder<T> {
     /// channel, no key.
     pub fn key(mut self, f: impl Fn(&T) -> Option<u64> + Send + Sync + 'static) -> Self {
         self.key_fn = Some(Box::new(f));
+        self
+    }
+
+    /// At most about this many messages (default 1024, plus one batch) wait
+    /// in the mailboxes of busy keys; while they do, the pool takes nothing
+    /// more from its source, whose bounded lanes then push back on the
+    /// senders. Memory stays bounded however skewed the keys are.
+    pub fn key_backlog(mut self, n: usize) -> Self {
+        self.key_backlog = n.max(1);
         self
     }
 
@@ -1066,6 +1117,8 @@ impl<T: Send + 'static> PoolBuilder<T> {
                 next_seq: 0,
             }),
             keys: Mutex::new(HashMap::new()),
+            parked: AtomicUsize::new(0),
+            key_backlog: self.key_backlog,
             delayed: Mutex::new(BinaryHeap::new()),
             delayed_len: AtomicUsize::new(0),
             delayed_seq: AtomicUsize::new(0),
@@ -1141,6 +1194,7 @@ impl<T: Send + 'static> WorkerPool<T> {
             policy_fn: None,
             key_fn: None,
             track: None,
+            key_backlog: 1024,
             dead_capacity: 1024,
             breaker: None,
             name: "lanebus-worker".into(),
@@ -1204,6 +1258,7 @@ impl<T: Send + 'static> WorkerPool<T> {
             dead_lettered: total.dead_lettered,
             panics: total.panics,
             in_pool: inner.outstanding.load(Ordering::SeqCst) as u64,
+            waiting_for_keys: inner.parked.load(Ordering::Relaxed) as u64,
             source_depth: inner.source.len(),
             latency,
             workers,
@@ -1342,8 +1397,10 @@ impl<T: Send + 'static> WorkerPool<T> {
                 left.push(job);
             }
         }
-        for (_, waiting) in lock(&inner.keys).drain() {
-            left.extend(waiting);
+        for (_, mut waiting) in lock(&inner.keys).drain() {
+            while let Some(job) = waiting.pop() {
+                left.push(job);
+            }
         }
         left.extend(lock(&inner.delayed).drain().map(|Reverse(d)| d.job));
         left.sort_by_key(|job| (job.delivery.priority, job.seq));

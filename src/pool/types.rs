@@ -397,6 +397,8 @@ pub struct PoolStats {
     /// Taken and not yet settled (queued in workers, waiting for their
     /// key, waiting to retry, or in a handler).
     pub in_pool: u64,
+    /// Of `in_pool`, messages waiting for their key's earlier message.
+    pub waiting_for_keys: u64,
     /// Messages waiting in the source.
     pub source_depth: usize,
     /// Latency by lane, indexed by [`Priority::index`].
