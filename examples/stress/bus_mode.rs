@@ -256,5 +256,6 @@ pub fn run(args: &Args, budget: Option<MemoryBudget>) -> Outcome {
         elapsed,
         budget: budget.as_ref().map(MemoryBudget::stats),
         failures,
+        pool: None,
     }
 }

@@ -1,5 +1,8 @@
 //! `--mode channel`: producers and consumers on one lanebus channel, plain
 //! or budgeted (`ChannelBuilder::build_budgeted`).
+//!
+//! `--mode pool` sends the same messages with the same producers (see
+//! `pool_mode`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,12 +58,12 @@ impl Payload {
     }
 }
 
-struct Message {
-    producer: u32,
-    seq: u64,
+pub struct Message {
+    pub producer: u32,
+    pub seq: u64,
     /// Nanoseconds from the shared start to the send.
-    sent_ns: u64,
-    priority: Priority,
+    pub sent_ns: u64,
+    pub priority: Priority,
     payload: Payload,
 }
 
@@ -73,6 +76,12 @@ impl Message {
             priority,
             payload: Payload::new(size, fill_byte(producer, seq)),
         }
+    }
+
+    /// True if the payload is the one its producer sent with this `seq`.
+    pub fn is_intact(&self, payload_size: usize) -> bool {
+        self.payload
+            .is_intact(payload_size, fill_byte(self.producer, self.seq))
     }
 }
 
@@ -96,7 +105,7 @@ pub fn message_weight(payload_size: usize) -> usize {
 }
 
 /// What consumers receive: a message, or one with its budget permit.
-trait Received: Send + 'static {
+pub trait Received: Send + 'static {
     fn message(&self) -> &Message;
 }
 
@@ -116,19 +125,34 @@ impl Received for Permitted<Message> {
 
 /// What every thread needs to know.
 #[derive(Clone)]
-struct Plan {
-    start: Instant,
-    deadline: Instant,
-    batch: usize,
-    payload_size: usize,
-    mix: PriorityMix,
-    producers: usize,
-    interval_us: u64,
+pub struct Plan {
+    pub start: Instant,
+    pub deadline: Instant,
+    pub batch: usize,
+    pub payload_size: usize,
+    pub mix: PriorityMix,
+    pub producers: usize,
+    pub interval_us: u64,
+}
+
+impl Plan {
+    /// The plan of a run that starts at `start`.
+    pub fn new(args: &Args, start: Instant) -> Self {
+        Self {
+            start,
+            deadline: start + Duration::from_secs(args.duration),
+            batch: args.batch_size.get(),
+            payload_size: args.payload_size,
+            mix: args.priority_mix.clone(),
+            producers: args.producers as usize,
+            interval_us: args.interval,
+        }
+    }
 }
 
 /// The sending side: a plain or a budgeted sender.
 #[derive(Clone)]
-enum Tx {
+pub enum Tx {
     Plain(Sender<Message>),
     Budgeted(BudgetedSender<Message>),
 }
@@ -269,9 +293,7 @@ impl<'a> Producer<'a> {
 // ----- consumers -----
 
 fn record(stats: &mut ConsumerStats, msg: &Message, now_ns: u64, payload_size: usize) {
-    let intact = msg
-        .payload
-        .is_intact(payload_size, fill_byte(msg.producer, msg.seq));
+    let intact = msg.is_intact(payload_size);
     let latency = now_ns.saturating_sub(msg.sent_ns);
     stats.record(msg.producer, msg.seq, msg.priority, latency, intact);
 }
@@ -303,7 +325,9 @@ fn run_consumer<T: Received>(rx: Receiver<T>, plan: &Plan, progress: &AtomicU64)
 
 // ----- running -----
 
-fn spawn_producers(tx: Tx, plan: &Plan) -> Vec<JoinHandle<ProducerResult>> {
+/// Starts `plan.producers` producers on `tx`; each drops its sender when it
+/// is done, so the channel closes after the last one.
+pub fn spawn_producers(tx: Tx, plan: &Plan) -> Vec<JoinHandle<ProducerResult>> {
     (0..plan.producers as u32)
         .map(|id| {
             let (tx, plan) = (tx.clone(), plan.clone());
@@ -353,20 +377,12 @@ fn run_with<T: Received>(
         elapsed,
         budget: budget.map(MemoryBudget::stats),
         failures: Vec::new(),
+        pool: None,
     }
 }
 
 pub fn run(args: &Args, budget: Option<MemoryBudget>) -> Outcome {
-    let start = Instant::now();
-    let plan = Plan {
-        start,
-        deadline: start + Duration::from_secs(args.duration),
-        batch: args.batch_size.get(),
-        payload_size: args.payload_size,
-        mix: args.priority_mix.clone(),
-        producers: args.producers as usize,
-        interval_us: args.interval,
-    };
+    let plan = Plan::new(args, Instant::now());
     let builder = ChannelBuilder::new().capacity(args.capacity.get());
     match budget {
         None => {

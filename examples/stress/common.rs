@@ -1,4 +1,4 @@
-//! What both modes share: the priority mix, fingerprints, pacing, the
+//! What the modes share: the priority mix, fingerprints, pacing, the
 //! per-consumer statistics, the progress line and small parsers.
 
 use std::io::IsTerminal;
@@ -297,14 +297,17 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
-/// What one consumer (a channel consumer, a group member or a subscriber)
-/// saw.
+/// What one consumer (a channel consumer, a group member, a subscriber or
+/// a pool worker) saw.
 pub struct ConsumerStats {
     pub latency: [Histogram<u64>; LANES],
     /// Per producer.
     pub received: Vec<Fingerprint>,
     /// Per producer and lane: the last sequence number seen.
     last_seq: Vec<[Option<u64>; LANES]>,
+    /// Whether sequence numbers must arrive in order per producer and lane
+    /// (not for a pool worker: work stealing and retries reorder).
+    ordered: bool,
     /// Payload or order violations (the first few, and how many).
     pub errors: Vec<String>,
     pub error_count: u64,
@@ -316,8 +319,17 @@ impl ConsumerStats {
             latency: [(); LANES].map(|()| new_histogram()),
             received: vec![Fingerprint::default(); producers],
             last_seq: vec![[None; LANES]; producers],
+            ordered: true,
             errors: Vec::new(),
             error_count: 0,
+        }
+    }
+
+    /// As `new`, without the per-lane order check.
+    pub fn unordered(producers: usize) -> Self {
+        Self {
+            ordered: false,
+            ..Self::new(producers)
         }
     }
 
@@ -347,6 +359,9 @@ impl ConsumerStats {
         if !intact {
             self.error(format!("producer {producer} seq {seq}: corrupt payload"));
         }
+        if !self.ordered {
+            return;
+        }
         let last = &mut self.last_seq[producer as usize][lane];
         if let Some(prev) = last.replace(seq).filter(|&prev| prev >= seq) {
             self.error(format!(
@@ -373,7 +388,7 @@ pub struct ProducerResult {
 #[derive(Default)]
 pub struct PaddedCounter(pub AtomicU64);
 
-/// Everything a run produced, in either mode.
+/// Everything a run produced, in any mode.
 pub struct Outcome {
     pub producers: Vec<ProducerResult>,
     /// The channel's consumers, or the consumer group's members.
@@ -386,10 +401,22 @@ pub struct Outcome {
     pub budget: Option<BudgetStats>,
     /// Failed checks of one mode (e.g. messages a bus left unrouted).
     pub failures: Vec<String>,
+    /// Pool mode: what the pool did and where every message ended up.
+    pub pool: Option<crate::pool_mode::PoolSummary>,
 }
 
 pub fn join<T>(handle: JoinHandle<T>) -> T {
     handle.join().expect("a stress thread panicked")
+}
+
+/// What the progress line shows besides the rate.
+pub struct Gauges {
+    /// Messages queued per lane (in the channel, or the group's queue).
+    pub lanes: [usize; LANES],
+    /// Pool mode: messages the pool took and has not settled yet.
+    pub in_pool: Option<u64>,
+    /// Appended to the line (pool mode: retries and dead letters so far).
+    pub extra: String,
 }
 
 /// Shows progress once a second until `done`: messages/s, queue depth per
@@ -400,6 +427,23 @@ pub fn monitor(
     progress: &[Arc<PaddedCounter>],
     done: impl Fn() -> bool,
     depth: impl Fn() -> [usize; LANES],
+    budget: Option<&MemoryBudget>,
+    start: Instant,
+) {
+    let gauges = || Gauges {
+        lanes: depth(),
+        in_pool: None,
+        extra: String::new(),
+    };
+    monitor_gauges(progress, done, gauges, budget, start);
+}
+
+/// As `monitor`, with the queue depth and more from `gauges`: the depth
+/// counts the messages in the pool too (`pool=N`).
+pub fn monitor_gauges(
+    progress: &[Arc<PaddedCounter>],
+    done: impl Fn() -> bool,
+    gauges: impl Fn() -> Gauges,
     budget: Option<&MemoryBudget>,
     start: Instant,
 ) {
@@ -420,18 +464,27 @@ pub fn monitor(
             continue;
         }
         let total: u64 = progress.iter().map(|c| c.0.load(Ordering::Relaxed)).sum();
-        let lanes = depth();
-        let names: Vec<String> = Priority::ALL
+        let Gauges {
+            lanes,
+            in_pool,
+            extra,
+        } = gauges();
+        let mut names: Vec<String> = Priority::ALL
             .iter()
             .map(|&p| format!("{}={}", &p.as_str()[..1], lanes[p.index()]))
             .collect();
+        let mut depth = lanes.iter().sum::<usize>() as u64;
+        if let Some(n) = in_pool {
+            names.push(format!("pool={n}"));
+            depth += n;
+        }
         let budget = budget.map_or(String::new(), |b| {
             format!("   budget in use {:>10}", human_bytes(b.in_use() as u64))
         });
         let line = format!(
-            "{:>12} msg/s   queue depth {:>6} ({}){budget}",
+            "{:>12} msg/s   queue depth {:>6} ({}){budget}{extra}",
             group(total - last),
-            lanes.iter().sum::<usize>(),
+            depth,
             names.join(" ")
         );
         match &bar {

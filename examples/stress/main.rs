@@ -1,5 +1,6 @@
-//! Stress tool: saturates (or paces) a lanebus channel or bus and reports
-//! throughput, latency per priority, memory and an exactly-once check.
+//! Stress tool: saturates (or paces) a lanebus channel, bus or worker pool
+//! and reports throughput, latency per priority, memory and an exactly-once
+//! check.
 //!
 //! # Modes
 //!
@@ -16,6 +17,16 @@
 //!   Latency is from the envelope's `enqueued_at` (the wall-clock time the
 //!   publish was admitted, after any wait for budget or room) to the
 //!   receive.
+//! - `--mode pool`: the producers of channel mode send on one channel (plain
+//!   or budgeted); a `WorkerPool` of `--workers` threads, taking
+//!   `--batch-size` messages at a time, consumes it. Its handler spins for
+//!   `--handler-us`, dead-letters `--dead-rate` of the messages and asks for
+//!   a retry on `--fail-rate` of its attempts (3 attempts, backoff 1 ms
+//!   doubling to 10 ms); `--keys N` gives every message one of N ordering
+//!   keys. When the producers are done the pool is shut down (`--shutdown
+//!   drain|graceful|immediate`, deadline `--shutdown-timeout`). Latency is
+//!   from the send call to the message's first handler call (monotonic
+//!   clock); the report also shows the pool's own `PoolStats` latency.
 //!
 //! `--budget BYTES` puts the messages under a `MemoryBudget` (a budgeted
 //! channel, or the bus's budget; `--high-watermark` defaults to 80%).
@@ -40,6 +51,15 @@
 //! increasing order. Under a budget, its peak must not exceed its size and
 //! nothing may be left charged at the end.
 //!
+//! In pool mode every message sent must be accounted for exactly once:
+//! acked by the handler, in the dead letters, returned unprocessed by the
+//! shutdown, or left in the channel (fingerprints per producer, and the
+//! `ShutdownReport` counts against the handler's). Its handler's decisions
+//! are a function of (producer, seq, attempt), so every message's fate and
+//! attempts are checked too; with `--keys`, so is the order of first
+//! handling per key, lane and producer, and that a key's messages are
+//! handled one at a time (a retry holding its key).
+//!
 //! # Baselines and exit status
 //!
 //! `--baseline FILE` compares this run with an earlier `--report json` of
@@ -59,6 +79,7 @@
 //! cargo run --release --example stress -- --duration 3 --producers 4 --batch-size 64
 //! cargo run --release --example stress -- --priority-mix urgent=1,low=99 --payload-size 256
 //! cargo run --release --example stress -- --mode bus --workers 2 --subscribers 1
+//! cargo run --release --example stress -- --mode pool --keys 8 --handler-us 5
 //! cargo run --release --example stress -- --budget 64KiB --payload-size 1024
 //! cargo run --release --example stress -- --interval 100 --report markdown
 //! cargo run --release --example stress -- --report json --out stress.json
@@ -69,6 +90,7 @@ mod baseline;
 mod bus_mode;
 mod channel_mode;
 mod common;
+mod pool_mode;
 mod report;
 
 use std::num::NonZeroUsize;
@@ -80,9 +102,9 @@ use lanebus::{Envelope, Header, MemoryBudget};
 
 use common::{human_bytes, ByteSize, PriorityMix, Watermark};
 
-/// Stress a lanebus channel or bus: producers send flat out (or at a fixed
-/// rate) for a while, consumers measure latency per priority, and every
-/// message is checked to arrive exactly once.
+/// Stress a lanebus channel, bus or worker pool: producers send flat out (or
+/// at a fixed rate) for a while, consumers measure latency per priority, and
+/// every message is checked to arrive exactly once.
 #[derive(Parser, Debug)]
 #[command(
     name = "stress",
@@ -91,6 +113,7 @@ use common::{human_bytes, ByteSize, PriorityMix, Watermark};
 Examples:
   stress --duration 3 --producers 4 --batch-size 64
   stress --mode bus --workers 2 --subscribers 1 --budget 16MiB
+  stress --mode pool --workers 4 --batch-size 16 --fail-rate 0.05
   stress --budget 64KiB --payload-size 1024 --report markdown
   stress --report json --out base.json; stress --baseline base.json
 
@@ -98,8 +121,8 @@ Exit status: 0 all good; 1 verification failed; 2 regression against
 --baseline, bad arguments or an unreadable baseline."
 )]
 struct Args {
-    /// What to stress: a channel, or a bus with topics, a consumer group
-    /// and fan-out subscribers.
+    /// What to stress: a channel, a bus with topics, a consumer group and
+    /// fan-out subscribers, or a worker pool consuming a channel.
     #[arg(long, value_enum, default_value_t = Mode::Channel)]
     mode: Mode,
 
@@ -114,7 +137,7 @@ struct Args {
     producers: u32,
 
     /// Consumer threads (bus: the members of the consumer group, so each
-    /// message is handled by one of them).
+    /// message is handled by one of them; pool: the pool's workers).
     #[arg(long, visible_alias = "consumers", value_name = "N", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: u32,
@@ -129,14 +152,16 @@ struct Args {
     #[arg(long, value_name = "N", default_value = "1024")]
     capacity: NonZeroUsize,
 
-    /// Messages per receive call (recv_batch); in channel mode without a
-    /// budget also per send call (send_batch). Publishes and budgeted sends
-    /// go one at a time. 1 receives one message at a time.
+    /// Messages per receive call (recv_batch; pool: the pool's batch_size);
+    /// in channel and pool mode without a budget also per send call
+    /// (send_batch). Publishes and budgeted sends go one at a time. 1
+    /// receives one message at a time.
     #[arg(long, value_name = "N", default_value = "1")]
     batch_size: NonZeroUsize,
 
-    /// Payload bytes per message (channel: up to 16 are stored inline, more
-    /// on the heap; bus: at least 8, the first 8 carry the sequence number).
+    /// Payload bytes per message (channel and pool: up to 16 are stored
+    /// inline, more on the heap; bus: at least 8, the first 8 carry the
+    /// sequence number).
     #[arg(long, value_name = "BYTES", default_value_t = 8)]
     payload_size: usize,
 
@@ -146,8 +171,9 @@ struct Args {
     priority_mix: PriorityMix,
 
     /// Charge every message to a memory budget of this size (64KiB, 16MiB,
-    /// 1GiB, 500KB or plain bytes). Channel: the weight is the message's
-    /// size; bus: the envelope's weight (header plus payload).
+    /// 1GiB, 500KB or plain bytes). Channel and pool: the weight is the
+    /// message's size (pool: held until the message is settled); bus: the
+    /// envelope's weight (header plus payload).
     #[arg(long, value_name = "BYTES")]
     budget: Option<ByteSize>,
 
@@ -182,12 +208,49 @@ struct Args {
     #[arg(long, value_name = "PERCENT", default_value_t = 10.0,
           requires = "baseline", value_parser = parse_percent)]
     regression_threshold: f64,
+
+    /// Pool only: the fraction of handler attempts, first ones and retries
+    /// alike, that return Outcome::Retry; a message whose 3 attempts all
+    /// fail is dead-lettered. [default: 0.01]
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    fail_rate: Option<f64>,
+
+    /// Pool only: the fraction of messages the handler dead-letters
+    /// (Outcome::DeadLetter) on their first attempt. [default: 0.001]
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    dead_rate: Option<f64>,
+
+    /// Pool only: ordering keys; each message gets one of N, from its
+    /// producer and sequence number. 0: no keys. [default: 0]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=65536))]
+    keys: Option<u32>,
+
+    /// Pool only: busy CPU work (a spin) per handler call, in microseconds.
+    /// [default: 0]
+    #[arg(long, value_name = "MICROS",
+          value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    handler_us: Option<u64>,
+
+    /// Pool only: how the pool is shut down when the producers are done:
+    /// drain (handle everything, the channel included), graceful (finish
+    /// what the pool took; the rest stays in the channel) or immediate.
+    /// [default: drain]
+    #[arg(long, value_enum)]
+    shutdown: Option<pool_mode::ShutdownMode>,
+
+    /// Pool only: the shutdown's deadline, in seconds from its start; the
+    /// verification fails if it is reached. [default: 30]
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    shutdown_timeout: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
     Channel,
     Bus,
+    Pool,
 }
 
 impl Mode {
@@ -195,6 +258,7 @@ impl Mode {
         match self {
             Mode::Channel => "channel",
             Mode::Bus => "bus",
+            Mode::Pool => "pool",
         }
     }
 }
@@ -204,6 +268,15 @@ enum ReportFormat {
     Text,
     Json,
     Markdown,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{s}`: expected a fraction from 0 to 1, as in 0.01"
+        )),
+    }
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {
@@ -226,8 +299,21 @@ fn check(args: &Args) {
             .error(clap::error::ErrorKind::ArgumentConflict, msg)
             .exit()
     };
-    if args.mode == Mode::Channel && args.subscribers > 0 {
+    if args.mode != Mode::Bus && args.subscribers > 0 {
         fail("--subscribers needs --mode bus".into());
+    }
+    if args.mode != Mode::Pool {
+        let pool_only = [
+            ("--fail-rate", args.fail_rate.is_some()),
+            ("--dead-rate", args.dead_rate.is_some()),
+            ("--keys", args.keys.is_some()),
+            ("--handler-us", args.handler_us.is_some()),
+            ("--shutdown", args.shutdown.is_some()),
+            ("--shutdown-timeout", args.shutdown_timeout.is_some()),
+        ];
+        if let Some((flag, _)) = pool_only.iter().find(|(_, given)| *given) {
+            fail(format!("{flag} needs --mode pool"));
+        }
     }
     if args.mode == Mode::Bus && args.payload_size < bus_mode::MIN_PAYLOAD {
         fail(format!(
@@ -259,7 +345,7 @@ fn check(args: &Args) {
 /// of the last producer is the longest).
 fn message_weight(args: &Args) -> usize {
     match args.mode {
-        Mode::Channel => channel_mode::message_weight(args.payload_size),
+        Mode::Channel | Mode::Pool => channel_mode::message_weight(args.payload_size),
         Mode::Bus => {
             let topic = bus_mode::topic(args.producers - 1);
             let header = Envelope::new(Header::new(topic.as_str()), &b""[..]).weight();
@@ -313,7 +399,9 @@ fn main() -> ExitCode {
             args.batch_size,
             match args.mode {
                 Mode::Bus => "Publisher has no batch publish, so messages are published",
-                Mode::Channel => "BudgetedSender has no send_batch, so messages are sent",
+                Mode::Channel | Mode::Pool => {
+                    "BudgetedSender has no send_batch, so messages are sent"
+                }
             }
         );
     }
@@ -321,6 +409,7 @@ fn main() -> ExitCode {
     let outcome = match args.mode {
         Mode::Channel => channel_mode::run(&args, budget),
         Mode::Bus => bus_mode::run(&args, budget),
+        Mode::Pool => pool_mode::run(&args, budget),
     };
     let summary = report::Summary::new(&outcome);
     let verdict = report::verify(&outcome);

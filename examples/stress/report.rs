@@ -11,6 +11,7 @@ use crate::baseline::Comparison;
 use crate::common::{
     group, human_bytes, new_histogram, peak_rss_bytes, per_priority, Fingerprint, Outcome,
 };
+use crate::pool_mode::{self, PoolSettings, PoolSummary};
 use crate::{describe_budget, Args, Mode};
 
 // ----- verification -----
@@ -30,12 +31,24 @@ fn mismatch(who: &str, sent: &Fingerprint, got: &Fingerprint) -> String {
 pub fn verify(outcome: &Outcome) -> Verdict {
     let mut lines = Vec::new();
     for (id, p) in outcome.producers.iter().enumerate() {
-        let mut got = Fingerprint::default();
-        for c in &outcome.workers {
-            got.merge(&c.received[id]);
-        }
+        // Pool mode: what the workers handled first is checked by the mode;
+        // here, where every message ended up.
+        let got = match &outcome.pool {
+            Some(pool) => pool.accounted[id],
+            None => {
+                let mut got = Fingerprint::default();
+                for c in &outcome.workers {
+                    got.merge(&c.received[id]);
+                }
+                got
+            }
+        };
         if got != p.sent {
-            lines.push(mismatch(&format!("producer {id}"), &p.sent, &got));
+            let who = match outcome.pool {
+                Some(_) => format!("producer {id} (acked + dead-lettered + unprocessed + left)"),
+                None => format!("producer {id}"),
+            };
+            lines.push(mismatch(&who, &p.sent, &got));
         }
         for (s, sub) in outcome.subscribers.iter().enumerate() {
             if sub.received[id] != p.sent {
@@ -76,6 +89,10 @@ pub fn verify(outcome: &Outcome) -> Verdict {
     }
     let ok = lines.is_empty();
     if ok {
+        if let Some(pool) = &outcome.pool {
+            lines.push(pool_ok_line(outcome, pool));
+            return Verdict { ok, lines };
+        }
         let by = match outcome.subscribers.len() {
             0 => String::new(),
             1 => " by the workers and by the subscriber".to_string(),
@@ -95,6 +112,38 @@ pub fn verify(outcome: &Outcome) -> Verdict {
         ));
     }
     Verdict { ok, lines }
+}
+
+/// The verification line of a pool run that passed.
+fn pool_ok_line(outcome: &Outcome, pool: &PoolSummary) -> String {
+    let order = match pool.settings.keys {
+        0 => "unkeyed (no order to check)".to_string(),
+        k => format!(
+            "per-key order of first handling kept and one message at a time per key, \
+             retries holding their key ({k} keys)"
+        ),
+    };
+    let budget = outcome.budget.as_ref().map_or(String::new(), |b| {
+        format!(
+            "; budget peak {} <= max {} B, 0 B left",
+            group(b.peak as u64),
+            group(b.max_bytes as u64)
+        )
+    });
+    format!(
+        "OK: every message of all {} producers accounted for exactly once: sent {} = \
+         acked {} + dead-lettered {} + unprocessed {} + left in the channel {} (count, seq \
+         sum and hash sum match per producer; ShutdownReport consistent, its counts match \
+         the handler's); each taken message handled first exactly once, retried and \
+         dead-lettered as its fate says; {} panics; payloads intact; {order}{budget}",
+        outcome.producers.len(),
+        group(pool.sent),
+        group(pool.acked),
+        group(pool.dead_lettered),
+        group(pool.unprocessed),
+        group(pool.left_in_channel),
+        pool.panics
+    )
 }
 
 // ----- summary -----
@@ -152,6 +201,8 @@ pub struct Summary {
     pub subscribers: Option<(usize, Latency)>,
     pub budget: Option<BudgetStats>,
     pub peak_rss: Option<u64>,
+    /// Pool mode: the pool's figures.
+    pub pool: Option<PoolSummary>,
 }
 
 impl Summary {
@@ -184,6 +235,7 @@ impl Summary {
             subscribers,
             budget: outcome.budget.clone(),
             peak_rss: peak_rss_bytes(),
+            pool: outcome.pool.clone(),
         }
     }
 }
@@ -209,7 +261,98 @@ fn settings(args: &Args) -> String {
     if args.budget.is_some() {
         let _ = write!(s, ", budget {}", describe_budget(args));
     }
+    if args.mode == Mode::Pool {
+        let _ = write!(
+            s,
+            "; pool: {}",
+            pool_settings_text(&PoolSettings::new(args))
+        );
+    }
     s
+}
+
+fn pool_settings_text(p: &PoolSettings) -> String {
+    let policy = pool_mode::retry_policy();
+    let keys = match p.keys {
+        0 => "unkeyed".to_string(),
+        k => format!("{k} keys"),
+    };
+    let timeout = match p.shutdown {
+        pool_mode::ShutdownMode::Immediate => String::new(),
+        _ => format!(" (deadline {} s)", p.shutdown_timeout_secs),
+    };
+    format!(
+        "fail rate {}, dead rate {}, {keys}, handler {} us, {} attempts (backoff {:?} x{} \
+         up to {:?}, jitter {}), shutdown {}{timeout}",
+        p.fail_rate,
+        p.dead_rate,
+        p.handler_us,
+        policy.max_attempts,
+        policy.initial_backoff,
+        policy.multiplier,
+        policy.max_backoff,
+        policy.jitter,
+        p.shutdown.as_str()
+    )
+}
+
+/// The pool's accounting in one line.
+fn pool_accounting_text(p: &PoolSummary) -> String {
+    format!(
+        "sent {} = acked {} + dead-lettered {} + unprocessed {} + left in the channel {}; \
+         taken {}; retries {}; panics {}; dead letters unsent {}; shutdown took {:.1} ms{}",
+        group(p.sent),
+        group(p.acked),
+        group(p.dead_lettered),
+        group(p.unprocessed),
+        group(p.left_in_channel),
+        group(p.taken),
+        group(p.retries),
+        p.panics,
+        group(p.dead_letters_unsent),
+        p.shutdown_took.as_secs_f64() * 1000.0,
+        if p.timed_out { " (TIMED OUT)" } else { "" }
+    )
+}
+
+/// The pool's own latency (`PoolStats`) of one lane as table cells, in
+/// microseconds: p50, p95, p99, p99.9 (not kept by the pool) and max.
+fn pool_latency_cells(l: &lanebus::pool::LatencySummary) -> [String; 5] {
+    let us = |ns: u64| match l.count {
+        0 => "-".to_string(),
+        _ => format!("{:.1}", ns as f64 / 1000.0),
+    };
+    [
+        us(l.p50),
+        us(l.p95),
+        us(l.p99),
+        "n/a".to_string(),
+        us(l.max),
+    ]
+}
+
+const POOL_LATENCY_NOTE: &str = "pool latency (PoolStats): from when a worker took the \
+     message from the channel to when it was settled (handler time and retry backoff \
+     included), read just before the shutdown";
+
+/// The workers' share of the handler calls and their busy time.
+fn pool_workers_text(p: &PoolSummary) -> String {
+    let parts: Vec<String> = p
+        .stats
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let total = (w.busy + w.idle).as_secs_f64();
+            let busy = if total > 0.0 {
+                w.busy.as_secs_f64() * 100.0 / total
+            } else {
+                0.0
+            };
+            format!("#{i} {} calls, busy {busy:.0}%", group(w.handled))
+        })
+        .collect();
+    parts.join("; ")
 }
 
 fn latency_note(args: &Args) -> &'static str {
@@ -218,6 +361,10 @@ fn latency_note(args: &Args) -> &'static str {
         Mode::Bus => {
             "latency: from the admitted publish (envelope enqueued_at, wall clock) to the \
              receive; time a publisher waited for budget or room is not included"
+        }
+        Mode::Pool => {
+            "latency: from the send call to the message's first handler call (monotonic \
+             clock)"
         }
     }
 }
@@ -302,6 +449,20 @@ pub fn text(
         row(&mut s, "subscribers", l);
     }
     let _ = writeln!(s, "{}", latency_note(args));
+    if let Some(p) = &summary.pool {
+        let _ = writeln!(s, "pool: {}", pool_accounting_text(p));
+        let _ = writeln!(s, "{POOL_LATENCY_NOTE}:");
+        for (lane, l) in p.stats.latency.iter().enumerate() {
+            let [p50, p95, p99, p999, max] = pool_latency_cells(l);
+            let name = Priority::ALL[lane].as_str();
+            let n = group(l.count);
+            let _ = writeln!(
+                s,
+                "{name:<12} {n:>14} {p50:>10} {p95:>10} {p99:>10} {p999:>10} {max:>10}"
+            );
+        }
+        let _ = writeln!(s, "pool workers: {}", pool_workers_text(p));
+    }
     let _ = writeln!(s, "peak RSS: {}", rss_text(summary));
     if let Some(b) = &summary.budget {
         let _ = writeln!(s, "budget: {}", budget_text(b));
@@ -359,6 +520,25 @@ pub fn markdown(
         row(&mut s, "subscribers (all)", l);
     }
     let _ = writeln!(s, "\n{}\n", latency_note(args));
+    if let Some(p) = &summary.pool {
+        let _ = writeln!(s, "**Pool:** {}\n", pool_accounting_text(p));
+        let _ = writeln!(
+            s,
+            "| priority | messages | p50 µs | p95 µs | p99 µs | p99.9 µs | max µs |\n\
+             |---|---:|---:|---:|---:|---:|---:|"
+        );
+        for (lane, l) in p.stats.latency.iter().enumerate() {
+            let [p50, p95, p99, p999, max] = pool_latency_cells(l);
+            let name = Priority::ALL[lane].as_str();
+            let n = group(l.count);
+            let _ = writeln!(
+                s,
+                "| {name} | {n} | {p50} | {p95} | {p99} | {p999} | {max} |"
+            );
+        }
+        let _ = writeln!(s, "\n{POOL_LATENCY_NOTE}.\n");
+        let _ = writeln!(s, "**Pool workers:** {}\n", pool_workers_text(p));
+    }
     if let Some(b) = &summary.budget {
         let _ = writeln!(s, "**Budget:** {}\n", budget_text(b));
     }
@@ -391,10 +571,25 @@ pub struct JsonConfig {
     interval_us: u64,
     budget_bytes: Option<usize>,
     high_watermark_bytes: Option<usize>,
+    /// Pool mode only (absent otherwise, so that reports of the other
+    /// modes keep their keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fail_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handler_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown_timeout_secs: Option<u64>,
 }
 
 pub fn json_config(args: &Args) -> JsonConfig {
     let budget = crate::build_budget(args);
+    let pool = (args.mode == Mode::Pool).then(|| PoolSettings::new(args));
     JsonConfig {
         duration_secs: args.duration,
         producers: args.producers,
@@ -408,6 +603,12 @@ pub fn json_config(args: &Args) -> JsonConfig {
         interval_us: args.interval,
         budget_bytes: budget.as_ref().map(|b| b.max_bytes()),
         high_watermark_bytes: budget.as_ref().map(|b| b.high_watermark()),
+        fail_rate: pool.map(|p| p.fail_rate),
+        dead_rate: pool.map(|p| p.dead_rate),
+        keys: pool.map(|p| p.keys),
+        handler_us: pool.map(|p| p.handler_us),
+        shutdown: pool.map(|p| p.shutdown.as_str()),
+        shutdown_timeout_secs: pool.map(|p| p.shutdown_timeout_secs),
     }
 }
 
@@ -479,6 +680,103 @@ struct JsonBudget {
     too_large: u64,
 }
 
+/// Pool mode: the shutdown report and the pool's own statistics.
+#[derive(Serialize)]
+struct JsonPool {
+    retry: JsonRetry,
+    sent: u64,
+    taken: u64,
+    acked: u64,
+    dead_lettered: u64,
+    dead_letters_unsent: u64,
+    retries: u64,
+    panics: u64,
+    unprocessed: u64,
+    left_in_channel: u64,
+    timed_out: bool,
+    shutdown_secs: f64,
+    /// `PoolStats` latency (taken to settled), read before the shutdown.
+    latency: Vec<JsonPoolLane>,
+    workers: Vec<JsonPoolWorker>,
+}
+
+#[derive(Serialize)]
+struct JsonRetry {
+    max_attempts: u32,
+    initial_backoff_ms: f64,
+    max_backoff_ms: f64,
+    multiplier: f64,
+    jitter: f64,
+}
+
+#[derive(Serialize)]
+struct JsonPoolLane {
+    priority: &'static str,
+    messages: u64,
+    p50_us: f64,
+    p95_us: f64,
+    p99_us: f64,
+    max_us: f64,
+}
+
+#[derive(Serialize)]
+struct JsonPoolWorker {
+    handled: u64,
+    busy_secs: f64,
+    idle_secs: f64,
+}
+
+impl From<&PoolSummary> for JsonPool {
+    fn from(p: &PoolSummary) -> Self {
+        let policy = pool_mode::retry_policy();
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Self {
+            retry: JsonRetry {
+                max_attempts: policy.max_attempts,
+                initial_backoff_ms: policy.initial_backoff.as_secs_f64() * 1000.0,
+                max_backoff_ms: policy.max_backoff.as_secs_f64() * 1000.0,
+                multiplier: policy.multiplier,
+                jitter: policy.jitter,
+            },
+            sent: p.sent,
+            taken: p.taken,
+            acked: p.acked,
+            dead_lettered: p.dead_lettered,
+            dead_letters_unsent: p.dead_letters_unsent,
+            retries: p.retries,
+            panics: p.panics,
+            unprocessed: p.unprocessed,
+            left_in_channel: p.left_in_channel,
+            timed_out: p.timed_out,
+            shutdown_secs: p.shutdown_took.as_secs_f64(),
+            latency: p
+                .stats
+                .latency
+                .iter()
+                .zip(Priority::ALL)
+                .map(|(l, priority)| JsonPoolLane {
+                    priority: priority.as_str(),
+                    messages: l.count,
+                    p50_us: us(l.p50),
+                    p95_us: us(l.p95),
+                    p99_us: us(l.p99),
+                    max_us: us(l.max),
+                })
+                .collect(),
+            workers: p
+                .stats
+                .workers
+                .iter()
+                .map(|w| JsonPoolWorker {
+                    handled: w.handled,
+                    busy_secs: w.busy.as_secs_f64(),
+                    idle_secs: w.idle.as_secs_f64(),
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct JsonVerification<'a> {
     ok: bool,
@@ -504,6 +802,9 @@ struct JsonReport<'a> {
     baseline: Option<&'a Comparison>,
     /// When and where the run was taken (for charts and for people).
     taken: Taken,
+    /// Pool mode only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<JsonPool>,
 }
 
 /// The date and machine of a run.
@@ -586,6 +887,7 @@ pub fn json(
         peak_rss_bytes: summary.peak_rss,
         baseline: comparison,
         taken: Taken::now(),
+        pool: summary.pool.as_ref().map(JsonPool::from),
     };
     let mut s = serde_json::to_string(&report).expect("the report serializes");
     s.push('\n');
