@@ -67,6 +67,8 @@
 mod intake;
 mod observe;
 mod source;
+#[cfg(all(test, not(loom)))]
+mod tests;
 mod ticket;
 mod types;
 
@@ -380,6 +382,8 @@ struct Inner<T> {
     parked: AtomicUsize,
     /// Intake stops while `parked` is at least this.
     key_backlog: usize,
+    /// No worker threads: the owner runs the pool.
+    manual: bool,
     delayed: Mutex<BinaryHeap<Reverse<Delayed<T>>>>,
     /// `delayed.len()`, to skip the lock when nothing waits.
     delayed_len: AtomicUsize,
@@ -425,7 +429,12 @@ impl<T: Send + 'static> Inner<T> {
     fn check_deadline(&self) {
         if let Some(&deadline) = self.deadline.get() {
             if self.state() != STOPPED && Instant::now() >= deadline {
-                self.timed_out.store(1, Ordering::SeqCst);
+                // Timed out only if something was left to do.
+                let pending = self.outstanding.load(Ordering::SeqCst) > 0
+                    || (self.intake_open() && self.source.len() > 0);
+                if pending {
+                    self.timed_out.store(1, Ordering::SeqCst);
+                }
                 self.stop();
             }
         }
@@ -595,6 +604,15 @@ impl<T: Send + 'static> Inner<T> {
                         let keys = keys.get_or_insert_with(|| lock(&self.keys));
                         match keys.entry(key) {
                             Entry::Occupied(mut waiting) => {
+                                let mut job = job;
+                                if job.probe {
+                                    // A probe stuck behind its key decides
+                                    // nothing: let another one through.
+                                    job.probe = false;
+                                    if let Some(breaker) = &self.breaker {
+                                        lock(breaker).unprobe();
+                                    }
+                                }
                                 waiting.get_mut().push(job);
                                 self.parked.fetch_add(1, Ordering::Relaxed);
                             }
@@ -708,7 +726,10 @@ impl<T: Send + 'static> Inner<T> {
                     .register(Unpark::Thread(me_thread), false)
             });
             let mut found = self.find_work(me);
-            if found.job.is_none() && !self.finished() {
+            // A look that took messages but found no job (they all went to
+            // busy keys' mailboxes) must not park: the source may hold
+            // more. (It stops taking once the key backlog is full.)
+            if found.job.is_none() && found.from_source == 0 && !self.finished() {
                 crate::loom::park(self.wake_deadline());
                 // The look the wake-up was for.
                 self.check_deadline();
@@ -860,9 +881,10 @@ impl<T: Send + 'static> Inner<T> {
             key,
         };
         loop {
-            if self.closing.load(Ordering::SeqCst) == 0 {
+            if self.closing.load(Ordering::SeqCst) == 0 && !self.manual {
                 // Wait for room (backpressure), looking up now and then
-                // for a shutdown.
+                // for a shutdown. (A manual pool never waits: its one
+                // thread may be the dead letters' only reader.)
                 match self
                     .dead_tx
                     .send_timeout_with(priority, letter, Duration::from_millis(20))
@@ -875,8 +897,8 @@ impl<T: Send + 'static> Inner<T> {
                     }
                 }
             } else {
-                // Shutting down: nobody may be reading; keep it for the
-                // report.
+                // Shutting down (nobody may be reading) or a manual pool:
+                // keep it for the report.
                 if let Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) =
                     self.dead_tx.try_send_with(priority, letter)
                 {
@@ -1067,7 +1089,9 @@ impl<T: Send + 'static> PoolBuilder<T> {
     /// While the pool runs, a worker whose dead letter does not fit waits
     /// for room (backpressure); once [`WorkerPool::shutdown`] or
     /// [`WorkerPool::join`] is called, it puts the letter in the report's
-    /// `dead_letters_unsent` instead.
+    /// `dead_letters_unsent` instead. A manual pool (`workers(0)`) never
+    /// waits (its one thread may be the only reader): it always does the
+    /// latter.
     pub fn dead_letter_capacity(mut self, n: usize) -> Self {
         self.dead_capacity = n.max(1);
         self
@@ -1119,6 +1143,7 @@ impl<T: Send + 'static> PoolBuilder<T> {
             keys: Mutex::new(HashMap::new()),
             parked: AtomicUsize::new(0),
             key_backlog: self.key_backlog,
+            manual: workers == 0,
             delayed: Mutex::new(BinaryHeap::new()),
             delayed_len: AtomicUsize::new(0),
             delayed_seq: AtomicUsize::new(0),
@@ -1285,11 +1310,15 @@ impl<T: Send + 'static> WorkerPool<T> {
             if inner.state() == STOPPED {
                 return n;
             }
-            match inner.find_work(0).job {
+            let found = inner.find_work(0);
+            match found.job {
                 Some(job) => {
                     inner.process(0, job, &mut rng, Duration::ZERO);
                     n += 1;
                 }
+                // Everything it took went to busy keys' mailboxes: the
+                // source may hold more.
+                None if found.from_source > 0 => {}
                 None => return n,
             }
         }
@@ -1370,8 +1399,11 @@ impl<T: Send + 'static> WorkerPool<T> {
                 if inner.finished() {
                     break;
                 }
-                match inner.find_work(0).job {
+                let found = inner.find_work(0);
+                match found.job {
                     Some(job) => inner.process(0, job, &mut rng, Duration::ZERO),
+                    // As in `run_pending`: look again before waiting.
+                    None if found.from_source > 0 => {}
                     None => crate::loom::park(Some(
                         inner
                             .wake_deadline()

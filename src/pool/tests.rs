@@ -1,0 +1,204 @@
+//! Regressions found by the `pool_ops` fuzz target.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Delivery, Outcome, RetryPolicy, Shutdown, WorkerPool};
+
+/// A message `(key, id)`; id 0 is parked for an hour, the others acked.
+type Keyed = (Option<u64>, u32);
+
+fn park_first(d: &Delivery<Keyed>) -> Outcome {
+    if d.payload().1 == 0 {
+        Outcome::RetryAfter(Duration::from_secs(3600))
+    } else {
+        Outcome::Ack
+    }
+}
+
+/// A caught handler panic's payload is dropped, not leaked.
+#[test]
+fn handler_panic_payload_is_dropped() {
+    struct Token(Arc<AtomicUsize>);
+    impl Drop for Token {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let token_drops = drops.clone();
+    let (tx, rx) = crate::bounded::<u32>(4);
+    let mut pool = WorkerPool::builder()
+        .workers(0)
+        .retry(RetryPolicy::never())
+        .build(rx, move |_: &Delivery<u32>| -> Outcome {
+            std::panic::panic_any(Token(token_drops.clone()))
+        });
+    tx.send(1).unwrap();
+    assert_eq!(pool.run_pending(), 1);
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    let report = pool.shutdown(Shutdown::Immediate);
+    assert_eq!((report.panics, report.dead_lettered), (1, 1));
+}
+
+/// A batch that all goes to the mailbox of a key waiting on a retry does
+/// not end `run_pending` while the source holds more.
+#[test]
+fn run_pending_looks_past_a_busy_key() {
+    let (tx, rx) = crate::bounded::<Keyed>(8);
+    let mut pool = WorkerPool::builder()
+        .workers(0)
+        .batch_size(1)
+        .key(|m: &Keyed| m.0)
+        .build(rx, park_first);
+    tx.send((Some(7), 0)).unwrap();
+    assert_eq!(pool.run_pending(), 1);
+    tx.send((Some(7), 1)).unwrap();
+    tx.send((None, 2)).unwrap();
+    assert_eq!(pool.run_pending(), 1, "the unkeyed message is ready");
+    let stats = pool.stats();
+    assert_eq!((stats.source_depth, stats.in_pool, stats.acked), (0, 2, 1));
+    let report = pool.shutdown(Shutdown::Immediate);
+    assert_eq!(report.unprocessed.len(), 2);
+    assert!(report.is_consistent());
+}
+
+/// The same with worker threads: a worker whose last look before parking
+/// took only messages for a busy key's mailbox must not park with more in
+/// the source.
+#[test]
+fn worker_does_not_park_past_a_busy_key() {
+    let (tx, rx) = crate::bounded::<Keyed>(256);
+    let done = Arc::new(AtomicBool::new(false));
+    let handled = done.clone();
+    let pool = WorkerPool::builder()
+        .workers(1)
+        .batch_size(1)
+        .key(|m: &Keyed| m.0)
+        .build(rx, move |d: &Delivery<Keyed>| {
+            if d.payload().1 == 999 {
+                handled.store(true, Ordering::SeqCst);
+            }
+            park_first(d)
+        });
+    tx.send((Some(7), 0)).unwrap();
+    let start = Instant::now();
+    while pool.stats().processed == 0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut batch: Vec<Keyed> = (1..=100).map(|i| (Some(7), i)).collect();
+    batch.push((None, 999));
+    tx.send_batch(&mut batch).unwrap();
+    let start = Instant::now();
+    while !done.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        done.load(Ordering::SeqCst),
+        "the unkeyed message was stranded"
+    );
+    let report = pool.shutdown(Shutdown::Immediate);
+    assert_eq!(report.unprocessed.len(), 101);
+    assert!(report.is_consistent());
+}
+
+/// `Drain` returns at its deadline even when a dead letter waits for room
+/// in a full dead-letter queue that nobody reads; it is reported unsent.
+/// (Once shutdown starts, nothing waits for room: the pool finishes before
+/// its deadline.)
+#[test]
+fn drain_deadline_holds_with_a_full_dead_letter_queue() {
+    let (tx, rx) = crate::bounded::<u32>(8);
+    let pool = WorkerPool::builder()
+        .workers(0)
+        .dead_letter_capacity(1)
+        .build(rx, |_: &Delivery<u32>| {
+            Outcome::DeadLetter("refused".into())
+        });
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    let report = pool.shutdown(Shutdown::Drain {
+        deadline: Instant::now() + Duration::from_millis(10),
+    });
+    assert!(!report.timed_out);
+    assert_eq!(report.dead_lettered, 2);
+    assert_eq!(report.dead_letters_unsent.len(), 1);
+    assert!(report.is_consistent());
+}
+
+/// A manual pool whose dead-letter queue is full does not wait for room
+/// (its own thread is the only reader): the letter goes to the report.
+#[test]
+fn manual_pool_never_waits_for_dead_letter_room() {
+    let (tx, rx) = crate::bounded::<u32>(8);
+    let mut pool = WorkerPool::builder()
+        .workers(0)
+        .dead_letter_capacity(1)
+        .build(rx, |_: &Delivery<u32>| Outcome::DeadLetter("no".into()));
+    let dead = pool.dead_letters();
+    for i in 0..3 {
+        tx.send(i).unwrap();
+    }
+    assert_eq!(pool.run_pending(), 3);
+    assert_eq!(dead.try_recv().unwrap().payload, 0);
+    let report = pool.shutdown(Shutdown::Immediate);
+    let unsent: Vec<u32> = report
+        .dead_letters_unsent
+        .iter()
+        .map(|l| l.payload)
+        .collect();
+    assert_eq!(unsent, [1, 2]);
+    assert_eq!(report.dead_lettered, 3);
+}
+
+/// A half-open probe that lands behind a busy key does not hold the
+/// breaker half-open: another probe goes through.
+#[test]
+fn a_probe_behind_a_busy_key_lets_another_probe_through() {
+    use super::{BreakerState, CircuitBreaker};
+    let (tx, rx) = crate::bounded::<Keyed>(16);
+    let mut pool = WorkerPool::builder()
+        .workers(0)
+        .batch_size(1)
+        .retry(RetryPolicy::attempts(2).backoff(
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+            1.0,
+        ))
+        .key(|m: &Keyed| m.0)
+        .circuit_breaker(CircuitBreaker {
+            window: 1,
+            min_attempts: 1,
+            failure_ratio: 1.0,
+            cool_down: Duration::ZERO,
+        })
+        .build(rx, park_first);
+    // Message 0 fails (parked for an hour): the breaker opens.
+    tx.send((Some(7), 0)).unwrap();
+    assert_eq!(pool.run_pending(), 1);
+    // The first probe has key 7 (busy): it waits; the next probe (no key)
+    // is acked and closes the breaker.
+    tx.send((Some(7), 1)).unwrap();
+    tx.send((None, 2)).unwrap();
+    pool.run_pending();
+    let stats = pool.stats();
+    assert_eq!(stats.breaker, BreakerState::Closed);
+    assert_eq!((stats.acked, stats.waiting_for_keys), (1, 1));
+    drop(tx);
+    let report = pool.shutdown(Shutdown::Immediate);
+    assert!(report.is_consistent());
+}
+
+/// A deadline that passes on an idle pool is not a time-out.
+#[test]
+fn an_idle_pool_does_not_time_out() {
+    let (_tx, rx) = crate::bounded::<u32>(8);
+    let pool = WorkerPool::builder()
+        .workers(1)
+        .build(rx, |_: &Delivery<u32>| Outcome::Ack);
+    let report = pool.shutdown(Shutdown::Graceful {
+        deadline: Instant::now(),
+    });
+    assert!(!report.timed_out);
+}
