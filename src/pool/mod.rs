@@ -754,9 +754,10 @@ impl<T: Send + 'static> Inner<T> {
         }
     }
 
-    /// Runs the handler on `job` and acts on the outcome. `idle`: how long
-    /// the worker looked for this job.
-    fn process(&self, me: usize, mut job: Job<T>, rng: &mut u64, idle: Duration) {
+    /// Runs the handler on `job` and acts on the outcome. `idle_since`:
+    /// when the worker started looking for this job. Returns when it was
+    /// done (two clock reads per message in all).
+    fn process(&self, me: usize, mut job: Job<T>, rng: &mut u64, idle_since: Instant) -> Instant {
         job.delivery.attempt += 1;
         self.track(&job.delivery.payload, TicketStatus::InFlight);
         #[cfg(feature = "tracing")]
@@ -772,7 +773,7 @@ impl<T: Send + 'static> Inner<T> {
         let end = Instant::now();
         let mut tally = Tally {
             busy: end - start,
-            idle,
+            idle: start.saturating_duration_since(idle_since),
             ..Tally::default()
         };
         let retry = "the handler asked for a retry";
@@ -807,6 +808,7 @@ impl<T: Send + 'static> Inner<T> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .add(tally);
+        end
     }
 
     fn record_breaker(&self, ok: bool, probe: bool, now: Instant) {
@@ -974,9 +976,7 @@ impl<T: Send + 'static> Inner<T> {
         let mut rng = seed(me);
         let mut idle_since = Instant::now();
         while let Some(job) = self.next_job(me) {
-            let idle = idle_since.elapsed();
-            self.process(me, job, &mut rng, idle);
-            idle_since = Instant::now();
+            idle_since = self.process(me, job, &mut rng, idle_since);
         }
     }
 }
@@ -1313,7 +1313,7 @@ impl<T: Send + 'static> WorkerPool<T> {
             let found = inner.find_work(0);
             match found.job {
                 Some(job) => {
-                    inner.process(0, job, &mut rng, Duration::ZERO);
+                    inner.process(0, job, &mut rng, Instant::now());
                     n += 1;
                 }
                 // Everything it took went to busy keys' mailboxes: the
@@ -1401,7 +1401,9 @@ impl<T: Send + 'static> WorkerPool<T> {
                 }
                 let found = inner.find_work(0);
                 match found.job {
-                    Some(job) => inner.process(0, job, &mut rng, Duration::ZERO),
+                    Some(job) => {
+                        inner.process(0, job, &mut rng, Instant::now());
+                    }
                     // As in `run_pending`: look again before waiting.
                     None if found.from_source > 0 => {}
                     None => crate::loom::park(Some(
