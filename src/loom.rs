@@ -10,8 +10,95 @@ pub(crate) use loom::{
     cell::UnsafeCell,
     sync::atomic::{AtomicUsize, Ordering},
     sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard},
-    thread,
 };
+
+/// loom's threads; a thread that asks for it ([`keep_unpark_token`]) gets
+/// `std`'s unpark token.
+///
+/// loom 0.7 keeps a thread's unpark token only while the thread runs on:
+/// if, between an `unpark` and its `park`, the thread blocks on a loom
+/// lock or yields, the token is gone and the `park` blocks for ever
+/// (`std` keeps the token until the next `park`). A pool worker does just
+/// that: after registering on its idle list it takes the source's
+/// waiter-list lock and the keys lock, and spins in rings (a yield under
+/// loom), before it parks; an `unpark` in between was reported as a
+/// deadlock that cannot happen. So a worker keeps the token here as well: a
+/// flag, set (with an RMW, see [`handshake_load`]) before loom's `unpark`
+/// and taken by [`park`]. Other threads park and unpark exactly as loom
+/// does (the flag's operations would only enlarge their models).
+#[cfg(loom)]
+pub(crate) mod thread {
+    use core::cell::RefCell;
+
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+    use loom::sync::Arc;
+    pub(crate) use loom::thread::{spawn, yield_now, JoinHandle};
+
+    loom::thread_local! {
+        static TOKEN: RefCell<Option<Arc<AtomicUsize>>> = RefCell::new(None);
+    }
+
+    /// A handle to a thread, to unpark it.
+    #[derive(Clone, Debug)]
+    pub(crate) struct Thread {
+        thread: loom::thread::Thread,
+        token: Option<Arc<AtomicUsize>>,
+    }
+
+    impl Thread {
+        /// Wakes the thread if it parks; if it keeps a token, makes the
+        /// token available first.
+        pub(crate) fn unpark(&self) {
+            if let Some(token) = &self.token {
+                // Release: what the unparker did happens-before the return
+                // of the `park` that takes the token (as with `std`).
+                token.swap(1, Ordering::Release);
+            }
+            self.thread.unpark();
+        }
+    }
+
+    /// A handle to the calling thread.
+    pub(crate) fn current() -> Thread {
+        Thread {
+            thread: loom::thread::current(),
+            token: TOKEN.with(|token| token.borrow().clone()),
+        }
+    }
+
+    /// From now on the calling thread keeps its unpark token (module docs).
+    pub(crate) fn keep_unpark_token() {
+        TOKEN.with(|token| {
+            token
+                .borrow_mut()
+                .get_or_insert_with(|| Arc::new(AtomicUsize::new(0)));
+        });
+    }
+
+    /// Parks; for a thread that keeps its token, returns at once, taking
+    /// it, if it is available. (A token set after that check also reaches
+    /// loom's `park` as loom's own: nothing runs in between.) Spurious
+    /// returns are allowed, as with `std`.
+    pub(crate) fn park() {
+        let taken = TOKEN.with(|token| {
+            token
+                .borrow()
+                .as_ref()
+                .is_some_and(|token| token.swap(0, Ordering::Acquire) != 0)
+        });
+        if !taken {
+            loom::thread::park();
+        }
+    }
+}
+
+/// Makes the calling thread keep its unpark token under loom (see the
+/// `thread` module there); nothing to do with `std`, which always does.
+#[inline(always)]
+pub(crate) fn keep_unpark_token() {
+    #[cfg(loom)]
+    thread::keep_unpark_token();
+}
 
 #[cfg(not(loom))]
 pub(crate) use std::{

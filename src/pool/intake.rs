@@ -119,10 +119,17 @@ impl<D> IntakeGuard<'_, D> {
 }
 
 impl<D> Drop for IntakeGuard<'_, D> {
-    /// Only reached when a look unwinds (a panic): release, so that the
-    /// pool can still shut down. A pending request is dropped with it; the
+    /// Releases the lock, dropping a pending request. Reached when a
+    /// holder stops at a full batch although asked to look again (the pool
+    /// then wakes an idle worker to look in the asker's place), and when a
+    /// look unwinds (a panic), so that the pool can still shut down; the
     /// asker looks again when it next runs out of work.
     fn drop(&mut self) {
-        self.lock.word.store(0, Ordering::Release);
+        // A swap, not a store: every other write of the word is an RMW, and
+        // loom 0.7 lets a plain store slip in between an RMW's read and its
+        // write (tokio-rs/loom#254), after which a failed `try_enter`'s
+        // rewrite of `HELD | WANTED` would count as the latest value and the
+        // lock would look held for ever.
+        self.lock.word.swap(0, Ordering::Release);
     }
 }

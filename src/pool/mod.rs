@@ -72,6 +72,59 @@ mod tests;
 mod ticket;
 mod types;
 
+/// The crate-private intake lock, reachable from the loom models in
+/// `loom-tests/` and nowhere else: thin wrappers, so that the lock keeps
+/// its `pub(crate)` API in every other build.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_api {
+    use super::intake;
+
+    /// [`intake::IntakeLock`]: a lock that is only ever tried.
+    pub struct IntakeLock<D>(intake::IntakeLock<D>);
+
+    /// [`intake::IntakeGuard`]: the lock, held.
+    pub struct IntakeGuard<'a, D>(intake::IntakeGuard<'a, D>);
+
+    impl<D> core::fmt::Debug for IntakeLock<D> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.debug_struct("IntakeLock").finish_non_exhaustive()
+        }
+    }
+
+    impl<D> core::fmt::Debug for IntakeGuard<'_, D> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.debug_struct("IntakeGuard").finish_non_exhaustive()
+        }
+    }
+
+    impl<D> IntakeLock<D> {
+        /// A free lock guarding `data`.
+        pub fn new(data: D) -> Self {
+            Self(intake::IntakeLock::new(data))
+        }
+
+        /// Takes the lock if it is free; if it is held, asks the holder to
+        /// look again and returns `None`.
+        pub fn try_enter(&self) -> Option<IntakeGuard<'_, D>> {
+            self.0.try_enter().map(IntakeGuard)
+        }
+    }
+
+    impl<D> IntakeGuard<'_, D> {
+        /// Runs `f` on the guarded data.
+        pub fn with<R>(&mut self, f: impl FnOnce(&mut D) -> R) -> R {
+            self.0.with(f)
+        }
+
+        /// Leaves the lock, or keeps it (and returns it) for one more look
+        /// if another thread asked for one.
+        pub fn leave(self) -> Option<Self> {
+            self.0.leave().map(IntakeGuard)
+        }
+    }
+}
+
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::{hash_map::Entry, BinaryHeap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -91,7 +144,7 @@ use crate::backoff::Backoff;
 use crate::channel::{ChannelBuilder, Receiver, Sender};
 use crate::error::{SendTimeoutError, TrySendError};
 use crate::loom::plain::{self, AtomicU64};
-use crate::loom::{thread, Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::loom::{handshake_load, thread, Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
 use crate::priority::{Priority, LANES};
 use crate::ring::{Pop, Ring};
 use crate::wait::{Unpark, WaitList};
@@ -165,6 +218,44 @@ struct IntakeData<T> {
     next_seq: u64,
 }
 
+/// The shutdown deadline: set at most once, by [`WorkerPool::shutdown`],
+/// and read by every worker on every turn.
+struct Deadline {
+    at: plain::OnceLock<Instant>,
+    /// Under loom, 1 once `at` is set: a loom access beside the `std`
+    /// `OnceLock`, which loom does not see. Without it loom finds no
+    /// dependency between a worker's turn and the shutdown that sets the
+    /// deadline, so it never runs the turn before the shutdown and every
+    /// worker finds the deadline set (and gone) before it takes anything.
+    #[cfg(loom)]
+    published: AtomicUsize,
+}
+
+impl Deadline {
+    fn new() -> Self {
+        Self {
+            at: plain::OnceLock::new(),
+            #[cfg(loom)]
+            published: AtomicUsize::new(0),
+        }
+    }
+
+    fn get(&self) -> Option<Instant> {
+        #[cfg(loom)]
+        if self.published.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.at.get().copied()
+    }
+
+    /// Sets the deadline, unless one is set already.
+    fn set(&self, at: Instant) {
+        let _ = self.at.set(at);
+        #[cfg(loom)]
+        self.published.store(1, Ordering::Release);
+    }
+}
+
 /// Messages taken from the source (counted per batch; the per-message
 /// counters are per worker, in [`WorkerRecord`], so that workers never
 /// write a shared line per message).
@@ -180,6 +271,16 @@ fn bump(counter: &AtomicU64, n: u64) {
 fn read(counter: &AtomicU64) -> u64 {
     counter.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// The latency histograms' highest value (ns) and significant digits:
+/// 1 ns to 1 hour, 2 digits (1% resolution, about 30 KiB per lane and worker). Under loom
+/// every iteration of a model builds a pool and nothing reads latencies:
+/// 1 ns to 1 ms, 1 digit, as allocating and zeroing the full-size ones
+/// was most of a model's run time.
+#[cfg(not(loom))]
+const LATENCY_BOUNDS: (u64, u8) = (3_600_000_000_000, 2);
+#[cfg(loom)]
+const LATENCY_BOUNDS: (u64, u8) = (1_000_000, 1);
 
 /// One worker's statistics, written by that worker only (one uncontended
 /// lock per message), read by snapshots.
@@ -255,10 +356,9 @@ impl WorkerRecord {
             panics: 0,
             busy: Duration::ZERO,
             idle: Duration::ZERO,
-            // 1 ns to 1 hour, 2 significant digits (1% resolution): about
-            // 30 KiB per lane.
             latency: [(); LANES].map(|_| {
-                Histogram::new_with_bounds(1, 3_600_000_000_000, 2).expect("valid bounds")
+                let (high, digits) = LATENCY_BOUNDS;
+                Histogram::new_with_bounds(1, high, digits).expect("valid bounds")
             }),
         }
     }
@@ -395,7 +495,7 @@ struct Inner<T> {
     source_done: AtomicUsize,
     /// Taken and not yet settled.
     outstanding: AtomicUsize,
-    deadline: plain::OnceLock<Instant>,
+    deadline: Deadline,
     /// 1 once `shutdown` or `join` was called: nobody may read the dead
     /// letters any more.
     closing: AtomicUsize,
@@ -410,24 +510,39 @@ struct Inner<T> {
 }
 
 impl<T: Send + 'static> Inner<T> {
+    /// Read with [`handshake_load`], like every read of `state`,
+    /// `source_done` and `outstanding`: every access to them is SeqCst, so
+    /// a read sees the latest write in the SeqCst order. A loom SeqCst load
+    /// may also return older writes (the initial value, which loom does
+    /// not count as SeqCst, and writes it cannot order): executions that
+    /// cannot happen, and about twice the interleavings in the pool models.
     fn state(&self) -> usize {
-        self.state.load(Ordering::SeqCst)
+        handshake_load(&self.state)
     }
 
     /// May intake still take from the source?
+    ///
+    /// The load half of a handshake ([`handshake_load`]): a settle that
+    /// takes `outstanding` to zero, then finds intake closed, wakes the
+    /// idle workers; a worker that closes intake (the source reported
+    /// closed, or a shutdown), then finds `outstanding` above zero
+    /// ([`Inner::finished`]), waits for that wake-up. All four accesses are
+    /// SeqCst, so one side sees the other; under loom the two loads must be
+    /// read-modify-writes for loom to see that too (`src/loom.rs`), and so
+    /// must every write of `state` and `source_done` (see [`Inner::stop`]).
     fn intake_open(&self) -> bool {
-        self.state() == RUNNING && self.source_done.load(Ordering::SeqCst) == 0
+        handshake_load(&self.state) == RUNNING && handshake_load(&self.source_done) == 0
     }
 
     /// Stopped, or nothing more will come and nothing is left.
     fn finished(&self) -> bool {
-        self.state() == STOPPED
-            || (!self.intake_open() && self.outstanding.load(Ordering::SeqCst) == 0)
+        // `outstanding`: the other load of the handshake in `intake_open`.
+        self.state() == STOPPED || (!self.intake_open() && handshake_load(&self.outstanding) == 0)
     }
 
     /// Stops the pool if the shutdown deadline has passed.
     fn check_deadline(&self) {
-        if let Some(&deadline) = self.deadline.get() {
+        if let Some(deadline) = self.deadline.get() {
             if self.state() != STOPPED && Instant::now() >= deadline {
                 // Timed out only if something was left to do.
                 let pending = self.outstanding.load(Ordering::SeqCst) > 0
@@ -441,14 +556,19 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     fn stop(&self) {
-        self.state.store(STOPPED, Ordering::SeqCst);
+        // A swap, not a store: `intake_open` reads `state` with an RMW
+        // under loom, and loom 0.7 lets a plain store slip in between an
+        // RMW's read and its write (tokio-rs/loom#254), after which the
+        // RMW's stale value counts as the latest. With RMWs on both sides it
+        // cannot. (`swap` is what a SeqCst store compiles to on x86_64.)
+        self.state.swap(STOPPED, Ordering::SeqCst);
         self.idle.notify_all();
     }
 
     /// When an idle worker must wake even if nobody wakes it: the next
     /// retry, the shutdown deadline, the end of the breaker's cool-down.
     fn wake_deadline(&self) -> Option<Instant> {
-        let mut at = self.deadline.get().copied();
+        let mut at = self.deadline.get();
         let mut earliest = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
         if self.delayed_len.load(Ordering::SeqCst) > 0 {
             if let Some(Reverse(first)) = lock(&self.delayed).peek() {
@@ -533,10 +653,20 @@ impl<T: Send + 'static> Inner<T> {
                     taken += guard.with(|data| self.take_from_source(data, me, max - taken, probe));
                     match guard.leave() {
                         Some(again) if taken < max => guard = again,
-                        // Full batch: the requester's message (if any is
-                        // left) is seen by the next look; we notify an idle
-                        // worker for a batch of two or more.
-                        Some(_) | None => break,
+                        Some(full) => {
+                            // Full batch, and a worker asked for a look (it
+                            // may be parked by now): release, dropping the
+                            // request, and wake an idle worker to look in its
+                            // place. Not "we look again after this batch":
+                            // the batch can be stolen while this is our last
+                            // look before parking, and then we park too and
+                            // what the asker was woken for (a message, the
+                            // source closing) waits for the next send.
+                            drop(full);
+                            self.idle.notify(1);
+                            break;
+                        }
+                        None => break,
                     }
                 }
             }
@@ -564,7 +694,8 @@ impl<T: Send + 'static> Inner<T> {
             Take::Took(n) => n,
             Take::Empty => return 0,
             Take::Closed => {
-                self.source_done.store(1, Ordering::SeqCst);
+                // A swap: see `stop`.
+                self.source_done.swap(1, Ordering::SeqCst);
                 // Idle workers: check whether the pool is finished.
                 self.idle.notify_all();
                 return 0;
@@ -973,6 +1104,7 @@ impl<T: Send + 'static> Inner<T> {
 
     /// The worker loop.
     fn run(&self, me: usize) {
+        crate::loom::keep_unpark_token();
         let mut rng = seed(me);
         let mut idle_since = Instant::now();
         while let Some(job) = self.next_job(me) {
@@ -1151,7 +1283,7 @@ impl<T: Send + 'static> PoolBuilder<T> {
             state: AtomicUsize::new(RUNNING),
             source_done: AtomicUsize::new(0),
             outstanding: AtomicUsize::new(0),
-            deadline: plain::OnceLock::new(),
+            deadline: Deadline::new(),
             closing: AtomicUsize::new(0),
             timed_out: AtomicUsize::new(0),
             dead_tx,
@@ -1338,7 +1470,7 @@ impl<T: Send + 'static> WorkerPool<T> {
         match mode {
             Shutdown::Immediate => inner.stop(),
             Shutdown::Graceful { deadline } => {
-                let _ = inner.deadline.set(deadline);
+                inner.deadline.set(deadline);
                 let _ = inner.state.compare_exchange(
                     RUNNING,
                     FINISHING,
@@ -1348,7 +1480,7 @@ impl<T: Send + 'static> WorkerPool<T> {
                 inner.idle.notify_all();
             }
             Shutdown::Drain { deadline } => {
-                let _ = inner.deadline.set(deadline);
+                inner.deadline.set(deadline);
                 // Closing wakes the workers parked on the source.
                 inner.source.close();
                 inner.idle.notify_all();

@@ -41,6 +41,26 @@ where
     eprintln!("{name}: {} interleavings", runs.load(Ordering::Relaxed));
 }
 
+/// [`model`] for long executions: loom gives up on an execution after
+/// `LOOM_MAX_BRANCHES` (default 1000) branch points, and a worker pool's
+/// threads reach that with no spin loop at all. Allows at least
+/// `max_branches` (more if `LOOM_MAX_BRANCHES` says so). Runs
+/// `loom::model::Builder::check`, so `LOOM_LOG` prints nothing.
+pub fn model_long<F>(name: &str, max_branches: usize, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = builder.max_branches.max(max_branches);
+    builder.check(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    eprintln!("{name}: {} interleavings", runs.load(Ordering::Relaxed));
+}
+
 /// A value that records its drop in a bit set and panics if it is dropped
 /// twice. The bit set is a std atomic, outside the model: it is only read
 /// after the threads have been joined.
