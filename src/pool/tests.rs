@@ -103,10 +103,9 @@ fn worker_does_not_park_past_a_busy_key() {
     assert!(report.is_consistent());
 }
 
-/// `Drain` returns at its deadline even when a dead letter waits for room
-/// in a full dead-letter queue that nobody reads; it is reported unsent.
-/// (Once shutdown starts, nothing waits for room: the pool finishes before
-/// its deadline.)
+/// `Drain` does not wait for room in a full dead-letter queue that nobody
+/// reads: once shutdown starts the letter is reported unsent, and the pool
+/// finishes long before its (generous, also under miri) deadline.
 #[test]
 fn drain_deadline_holds_with_a_full_dead_letter_queue() {
     let (tx, rx) = crate::bounded::<u32>(8);
@@ -119,7 +118,7 @@ fn drain_deadline_holds_with_a_full_dead_letter_queue() {
     tx.send(1).unwrap();
     tx.send(2).unwrap();
     let report = pool.shutdown(Shutdown::Drain {
-        deadline: Instant::now() + Duration::from_millis(10),
+        deadline: Instant::now() + Duration::from_secs(60),
     });
     assert!(!report.timed_out);
     assert_eq!(report.dead_lettered, 2);
