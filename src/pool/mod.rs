@@ -1538,11 +1538,15 @@ impl<T: Send + 'static> WorkerPool<T> {
                     }
                     // As in `run_pending`: look again before waiting.
                     None if found.from_source > 0 => {}
-                    None => crate::loom::park(Some(
-                        inner
-                            .wake_deadline()
-                            .unwrap_or_else(|| Instant::now() + Duration::from_millis(1)),
-                    )),
+                    // That look may have found the source closed: done.
+                    None if inner.finished() => break,
+                    // Nobody wakes this thread: wait for the next retry or
+                    // the deadline, and look again at least every 1 ms.
+                    None => {
+                        let soon = Instant::now() + Duration::from_millis(1);
+                        let at = inner.wake_deadline().map_or(soon, |at| at.min(soon));
+                        crate::loom::park(Some(at));
+                    }
                 }
             }
         }
