@@ -35,7 +35,7 @@ const WIDTH: u32 = 800;
 const HEIGHT: u32 = 500;
 
 #[derive(Parser)]
-#[command(about = "PNG charts from interleaved-bench and stress-tool JSON files")]
+#[command(about = "PNG charts from bench results and stress-tool JSON files")]
 struct Args {
     /// The `--json` file of `cargo bench --bench interleaved`.
     #[arg(long, value_name = "FILE")]
@@ -43,6 +43,13 @@ struct Args {
     /// A `--report json` file of the stress example.
     #[arg(long, value_name = "FILE")]
     stress: Option<PathBuf>,
+    /// A criterion output directory (`target/criterion`): the pool's
+    /// scaling, the batch-size sweep and the fan-out groups found there.
+    #[arg(long, value_name = "DIR")]
+    criterion: Option<PathBuf>,
+    /// The `--json` file of `cargo bench --bench latency`.
+    #[arg(long, value_name = "FILE")]
+    latency: Option<PathBuf>,
     /// Where the PNGs go (created if missing).
     #[arg(long, value_name = "DIR", default_value = "docs/charts")]
     out_dir: PathBuf,
@@ -115,6 +122,100 @@ struct Taken {
     date_utc: String,
     nproc: usize,
     cpu: String,
+}
+
+#[derive(Deserialize)]
+struct Latency {
+    date_utc: String,
+    nproc: usize,
+    cpu: String,
+    rounds: usize,
+    samples: u64,
+    scenarios: Vec<LatencyScenario>,
+}
+
+#[derive(Deserialize)]
+struct LatencyScenario {
+    scenario: String,
+    channels: Vec<LatencyChannel>,
+}
+
+#[derive(Deserialize)]
+struct LatencyChannel {
+    channel: String,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+/// One criterion benchmark: its id and median throughput.
+struct Bench {
+    group: String,
+    function: String,
+    value: String,
+    /// Messages per second (criterion's median time per iteration and the
+    /// benchmark's `Throughput::Elements`).
+    per_sec: f64,
+}
+
+/// Every benchmark under `root` that declared a throughput in elements.
+fn read_criterion(root: &Path) -> Result<Vec<Bench>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n == "new") {
+                    if let Some(bench) = read_bench(&path)? {
+                        found.push(bench);
+                    }
+                } else {
+                    dirs.push(path);
+                }
+            }
+        }
+    }
+    if found.is_empty() {
+        return Err(format!(
+            "no criterion results with a throughput under {}",
+            root.display()
+        )
+        .into());
+    }
+    Ok(found)
+}
+
+/// `DIR/benchmark.json` and `DIR/estimates.json` of one benchmark's `new`
+/// directory; `None` without a throughput in elements.
+fn read_bench(dir: &Path) -> Result<Option<Bench>> {
+    let bench: serde_json::Value = read(&dir.join("benchmark.json"))?;
+    let estimates: serde_json::Value = read(&dir.join("estimates.json"))?;
+    let throughput = &bench["throughput"];
+    let elements = throughput["Elements"]
+        .as_u64()
+        .or_else(|| throughput["ElementsAndBytes"]["elements"].as_u64());
+    let median_ns = estimates["median"]["point_estimate"].as_f64();
+    let (Some(elements), Some(ns)) = (elements, median_ns) else {
+        return Ok(None);
+    };
+    let text = |key: &str| bench[key].as_str().unwrap_or_default().to_string();
+    Ok(Some(Bench {
+        group: text("group_id"),
+        function: text("function_id"),
+        value: text("value_str"),
+        per_sec: elements as f64 / ns * 1e9,
+    }))
+}
+
+/// The leading number of `1w_2thr`, `20w`, `2thr`, `8s`.
+fn leading_number(s: &str) -> Option<u32> {
+    let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
@@ -315,14 +416,27 @@ fn stress_chart(data: &Stress, path: &Path) -> Result<()> {
         c.duration_secs,
         data.messages_per_sec / 1e6
     );
-    let body = canvas(path, &title, &subtitle)?;
-
-    const PERCENTILES: [&str; 5] = ["p50", "p95", "p99", "p99.9", "max"];
-    let lanes: Vec<(&Lane, [f64; 5])> = data
+    let palette = [
+        RGBColor(214, 39, 40),
+        RGBColor(255, 127, 14),
+        RGBColor(31, 119, 180),
+        RGBColor(127, 127, 127),
+    ];
+    let series: Vec<Series> = data
         .lanes
         .iter()
         .filter(|l| l.messages > 0)
-        .map(|l| (l, [l.p50_us, l.p95_us, l.p99_us, l.p999_us, l.max_us]))
+        .enumerate()
+        .map(|(i, l)| Series {
+            label: format!("{} ({} msgs)", l.priority, grouped(l.messages)),
+            color: palette[i % palette.len()],
+            width: 2,
+            points: [l.p50_us, l.p95_us, l.p99_us, l.p999_us, l.max_us]
+                .into_iter()
+                .enumerate()
+                .map(|(x, y)| (x as f64, y))
+                .collect(),
+        })
         .collect();
     let idle: Vec<&str> = data
         .lanes
@@ -330,27 +444,63 @@ fn stress_chart(data: &Stress, path: &Path) -> Result<()> {
         .filter(|l| l.messages == 0)
         .map(|l| l.priority.as_str())
         .collect();
-    let values = lanes.iter().flat_map(|(_, v)| v.iter().copied());
+    let note = (!idle.is_empty()).then(|| format!("no messages: {}", idle.join(", ")));
+    percentile_chart(
+        path,
+        &title,
+        &subtitle,
+        &["p50", "p95", "p99", "p99.9", "max"],
+        "percentile of send-to-receive latency",
+        "µs (log scale)",
+        &series,
+        note.as_deref(),
+    )
+}
+
+/// One line of a chart: its legend label and its points.
+struct Series {
+    label: String,
+    color: RGBColor,
+    width: u32,
+    points: Vec<(f64, f64)>,
+}
+
+/// Percentiles (the x axis, named by `names`) against a log-scale value,
+/// one line per series, the legend in the upper left.
+#[allow(clippy::too_many_arguments)]
+fn percentile_chart(
+    path: &Path,
+    title: &str,
+    subtitle: &str,
+    names: &[&str],
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+    note: Option<&str>,
+) -> Result<()> {
+    let body = canvas(path, title, subtitle)?;
+    let values = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
     let lo = values.clone().fold(f64::INFINITY, f64::min).max(0.01);
     let hi = values.fold(0.0_f64, f64::max).max(lo * 10.0);
     let (lo, hi) = (
         10f64.powf(lo.log10().floor()),
         10f64.powf(hi.log10().ceil()),
     );
+    let last = names.len() as f64 - 0.5;
 
     let mut chart = ChartBuilder::on(&body)
         .margin(12)
         .margin_right(24)
         .x_label_area_size(46)
         .y_label_area_size(70)
-        .build_cartesian_2d(-0.5..4.5, (lo..hi).log_scale())?;
+        .build_cartesian_2d(-0.5..last, (lo..hi).log_scale())?;
     chart
         .configure_mesh()
-        .x_labels(5)
+        .x_labels(names.len())
         .x_label_formatter(&|x: &f64| {
             let i = x.round();
-            if (x - i).abs() < 1e-9 && (0.0..5.0).contains(&i) {
-                PERCENTILES[i as usize].to_string()
+            if (x - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < names.len() {
+                names[i as usize].to_string()
             } else {
                 String::new()
             }
@@ -362,39 +512,32 @@ fn stress_chart(data: &Stress, path: &Path) -> Result<()> {
                 format!("{y}")
             }
         })
-        .x_desc("percentile of send-to-receive latency")
-        .y_desc("µs (log scale)")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 14))
         .draw()?;
 
-    let palette = [
-        RGBColor(214, 39, 40),
-        RGBColor(255, 127, 14),
-        RGBColor(31, 119, 180),
-        RGBColor(127, 127, 127),
-    ];
-    for (i, (lane, v)) in lanes.iter().enumerate() {
-        let color = palette[i % palette.len()];
-        let points: Vec<(f64, f64)> = v
-            .iter()
-            .enumerate()
-            .map(|(x, y)| (x as f64, y.max(lo)))
-            .collect();
-        let label = format!("{} ({} msgs)", lane.priority, grouped(lane.messages));
+    for s in series {
+        let color = s.color;
+        let width = s.width;
+        let points: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (x, y.max(lo))).collect();
         chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-            .label(label)
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(width)))?
+            .label(s.label.as_str())
             .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width))
             });
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        chart.draw_series(
+            points
+                .iter()
+                .map(|&p| Circle::new(p, width + 2, color.filled())),
+        )?;
     }
-    if !idle.is_empty() {
-        // A legend-like note for the priorities the mix never sent.
+    if let Some(note) = note {
         chart.draw_series(std::iter::once(Text::new(
-            format!("no messages: {}", idle.join(", ")),
-            (3.6, lo * 1.5),
+            note.to_string(),
+            (last - 1.4, lo * 1.5),
             ("sans-serif", 13).into_font().color(&BLACK.mix(0.6)),
         )))?;
     }
@@ -407,6 +550,275 @@ fn stress_chart(data: &Stress, path: &Path) -> Result<()> {
         .draw()?;
     body.present()?;
     Ok(())
+}
+
+/// Lines over a categorical x axis (`ticks`: position and label), a linear
+/// y axis from 0, the legend in a column of its own on the right.
+fn line_chart(
+    path: &Path,
+    title: &str,
+    subtitle: &str,
+    x_desc: &str,
+    y_desc: &str,
+    ticks: &[(f64, String)],
+    series: &[Series],
+) -> Result<()> {
+    let page = canvas(path, title, subtitle)?;
+    let (body, legend) = page.split_horizontally(WIDTH - 170);
+    let top = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(0.0_f64, f64::max)
+        * 1.15;
+    let x_lo = ticks.iter().map(|t| t.0).fold(f64::INFINITY, f64::min) - 0.5;
+    let x_hi = ticks.iter().map(|t| t.0).fold(f64::NEG_INFINITY, f64::max) + 0.5;
+    let label_of = |x: &f64| {
+        ticks
+            .iter()
+            .find(|t| (t.0 - x).abs() < 1e-9)
+            .map_or_else(String::new, |t| t.1.clone())
+    };
+    let mut chart = ChartBuilder::on(&body)
+        .margin(12)
+        .margin_right(8)
+        .x_label_area_size(46)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x_lo..x_hi, 0.0..top.max(1.0))?;
+    chart
+        .configure_mesh()
+        .x_labels(((x_hi - x_lo) as usize).max(1) + 1)
+        .x_label_formatter(&label_of)
+        .y_label_formatter(&|y: &f64| {
+            if top >= 10.0 {
+                format!("{y:.0}")
+            } else if top >= 1.0 {
+                format!("{y:.1}")
+            } else {
+                format!("{y:.2}")
+            }
+        })
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    for (i, s) in series.iter().enumerate() {
+        let color = s.color;
+        chart.draw_series(LineSeries::new(
+            s.points.iter().copied(),
+            color.stroke_width(s.width),
+        ))?;
+        chart.draw_series(
+            s.points
+                .iter()
+                .map(|&p| Circle::new(p, s.width + 2, color.filled())),
+        )?;
+        let y = 20 + 24 * i as i32;
+        legend.draw(&PathElement::new(
+            vec![(4, y), (28, y)],
+            color.stroke_width(s.width + 1),
+        ))?;
+        legend.draw(&Text::new(
+            s.label.as_str(),
+            (34, y - 8),
+            ("sans-serif", 13).into_font().color(&BLACK),
+        ))?;
+    }
+    page.present()?;
+    Ok(())
+}
+
+/// One percentile chart per scenario of the latency bench.
+fn latency_charts(data: &Latency, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for scenario in &data.scenarios {
+        let name: String = scenario
+            .scenario
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = out_dir.join(format!("latency_{name}.png"));
+        let title = format!("Latency, {} (lower is better)", scenario.scenario);
+        let subtitle = format!(
+            "{}, nproc {}, {}; median of {} rounds of {} samples per percentile",
+            data.cpu,
+            data.nproc,
+            data.date_utc,
+            data.rounds,
+            grouped(data.samples)
+        );
+        let series: Vec<Series> = scenario
+            .channels
+            .iter()
+            .map(|c| Series {
+                label: c.channel.clone(),
+                color: channel_color(&c.channel),
+                width: if c.channel.starts_with("lanebus") {
+                    3
+                } else {
+                    2
+                },
+                points: [c.p50, c.p90, c.p99, c.p999, c.max]
+                    .into_iter()
+                    .enumerate()
+                    .map(|(x, ns)| (x as f64, ns / 1e3))
+                    .collect(),
+            })
+            .collect();
+        percentile_chart(
+            &path,
+            &title,
+            &subtitle,
+            &["p50", "p90", "p99", "p99.9", "max"],
+            "percentile",
+            "µs (log scale)",
+            &series,
+            None,
+        )?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Where and when criterion results were measured: the machine drawing the
+/// chart (criterion records none) and the newest result file's time.
+fn criterion_subtitle(root: &Path) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".to_string());
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let newest = newest_mtime(root)
+        .map(|t| {
+            let secs = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            utc_date(secs)
+        })
+        .unwrap_or_else(|| "date unknown".to_string());
+    format!("{cpu}, nproc {nproc}; criterion medians, results of {newest}")
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// `YYYY-MM-DD HH:MM UTC` of a Unix time (civil-from-days, proleptic
+/// Gregorian).
+fn utc_date(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Series of `(x label, value)` points drawn over one categorical x axis:
+/// the ticks are the union of every series' labels, sorted by number.
+fn categorical(
+    lines: Vec<(String, RGBColor, u32, Vec<(u32, f64)>)>,
+) -> (Vec<(f64, String)>, Vec<Series>) {
+    let mut xs: Vec<u32> = lines.iter().flat_map(|l| l.3.iter().map(|p| p.0)).collect();
+    xs.sort_unstable();
+    xs.dedup();
+    let at = |x: u32| xs.iter().position(|&v| v == x).unwrap_or(0) as f64;
+    let ticks = xs.iter().map(|&x| (at(x), x.to_string())).collect();
+    let series = lines
+        .into_iter()
+        .filter(|l| !l.3.is_empty())
+        .map(|(label, color, width, mut points)| {
+            points.sort_by_key(|p| p.0);
+            Series {
+                label,
+                color,
+                width,
+                points: points.into_iter().map(|(x, y)| (at(x), y)).collect(),
+            }
+        })
+        .collect();
+    (ticks, series)
+}
+
+/// The pool's throughput against its worker count, one chart per handler
+/// cost (`pool_scaling_<cost>` groups of `benches/pool.rs`).
+fn pool_charts(benches: &[Bench], subtitle: &str, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut groups: Vec<&str> = benches
+        .iter()
+        .filter(|b| b.group.starts_with("pool_scaling_"))
+        .map(|b| b.group.as_str())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let mut written = Vec::new();
+    for group in groups {
+        let cost = group.trim_start_matches("pool_scaling_");
+        let points = |function: &str| -> Vec<(u32, f64)> {
+            benches
+                .iter()
+                .filter(|b| b.group == group && b.function == function)
+                .filter_map(|b| Some((leading_number(&b.value)?, b.per_sec / 1e6)))
+                .collect()
+        };
+        let (ticks, series) = categorical(vec![
+            (
+                "pool, pre-filled".into(),
+                RGBColor(214, 39, 40),
+                3,
+                points("prefilled"),
+            ),
+            (
+                "pool, live feed".into(),
+                RGBColor(255, 127, 14),
+                2,
+                points("live"),
+            ),
+            (
+                "no pool (threads)".into(),
+                RGBColor(127, 127, 127),
+                2,
+                points("ideal"),
+            ),
+        ]);
+        let path = out_dir.join(format!("{group}.png"));
+        line_chart(
+            &path,
+            &format!("Worker pool throughput vs workers, {cost} handler"),
+            subtitle,
+            "workers (live feed: + 1 producer thread)",
+            "M msg/s",
+            &ticks,
+            &series,
+        )?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// `1234567` as `1,234,567`.
@@ -424,8 +836,15 @@ fn grouped(n: u64) -> String {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if args.interleaved.is_none() && args.stress.is_none() {
-        return Err("nothing to draw: pass --interleaved FILE and/or --stress FILE".into());
+    if args.interleaved.is_none()
+        && args.stress.is_none()
+        && args.criterion.is_none()
+        && args.latency.is_none()
+    {
+        return Err(
+            "nothing to draw: pass --interleaved FILE, --stress FILE, --latency FILE and/or --criterion DIR"
+                .into(),
+        );
     }
     register_font("sans-serif", FontStyle::Normal, FONT)
         .map_err(|_| "the bundled font does not parse")?;
@@ -439,6 +858,14 @@ fn main() -> Result<()> {
         let out = args.out_dir.join("stress_latency.png");
         stress_chart(&read(path)?, &out)?;
         written.push(out);
+    }
+    if let Some(path) = &args.latency {
+        written.extend(latency_charts(&read(path)?, &args.out_dir)?);
+    }
+    if let Some(root) = &args.criterion {
+        let benches = read_criterion(root)?;
+        let subtitle = criterion_subtitle(root);
+        written.extend(pool_charts(&benches, &subtitle, &args.out_dir)?);
     }
     for path in written {
         println!("{}", path.display());
