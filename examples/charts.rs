@@ -740,27 +740,25 @@ fn utc_date(secs: u64) -> String {
     )
 }
 
-/// Series of `(x label, value)` points drawn over one categorical x axis:
-/// the ticks are the union of every series' labels, sorted by number.
-fn categorical(
-    lines: Vec<(String, RGBColor, u32, Vec<(u32, f64)>)>,
-) -> (Vec<(f64, String)>, Vec<Series>) {
-    let mut xs: Vec<u32> = lines.iter().flat_map(|l| l.3.iter().map(|p| p.0)).collect();
-    xs.sort_unstable();
+/// Moves series whose x values are plain numbers (worker counts, batch
+/// sizes) onto one evenly spaced categorical axis: the ticks are the union
+/// of every series' x values, in order. Empty series are left out.
+fn categorical(lines: Vec<Series>) -> (Vec<(f64, String)>, Vec<Series>) {
+    let mut xs: Vec<f64> = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .collect();
+    xs.sort_by(f64::total_cmp);
     xs.dedup();
-    let at = |x: u32| xs.iter().position(|&v| v == x).unwrap_or(0) as f64;
-    let ticks = xs.iter().map(|&x| (at(x), x.to_string())).collect();
+    let at = |x: f64| xs.iter().position(|&v| v == x).unwrap_or(0) as f64;
+    let ticks = xs.iter().map(|&x| (at(x), format!("{x}"))).collect();
     let series = lines
         .into_iter()
-        .filter(|l| !l.3.is_empty())
-        .map(|(label, color, width, mut points)| {
-            points.sort_by_key(|p| p.0);
-            Series {
-                label,
-                color,
-                width,
-                points: points.into_iter().map(|(x, y)| (at(x), y)).collect(),
-            }
+        .filter(|l| !l.points.is_empty())
+        .map(|mut l| {
+            l.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            l.points = l.points.into_iter().map(|(x, y)| (at(x), y)).collect();
+            l
         })
         .collect();
     (ticks, series)
@@ -779,32 +777,20 @@ fn pool_charts(benches: &[Bench], subtitle: &str, out_dir: &Path) -> Result<Vec<
     let mut written = Vec::new();
     for group in groups {
         let cost = group.trim_start_matches("pool_scaling_");
-        let points = |function: &str| -> Vec<(u32, f64)> {
-            benches
+        let line = |label: &str, color, width, function: &str| Series {
+            label: label.to_string(),
+            color,
+            width,
+            points: benches
                 .iter()
                 .filter(|b| b.group == group && b.function == function)
-                .filter_map(|b| Some((leading_number(&b.value)?, b.per_sec / 1e6)))
-                .collect()
+                .filter_map(|b| Some((f64::from(leading_number(&b.value)?), b.per_sec / 1e6)))
+                .collect(),
         };
         let (ticks, series) = categorical(vec![
-            (
-                "pool, pre-filled".into(),
-                RGBColor(214, 39, 40),
-                3,
-                points("prefilled"),
-            ),
-            (
-                "pool, live feed".into(),
-                RGBColor(255, 127, 14),
-                2,
-                points("live"),
-            ),
-            (
-                "no pool (threads)".into(),
-                RGBColor(127, 127, 127),
-                2,
-                points("ideal"),
-            ),
+            line("pool, pre-filled", RGBColor(214, 39, 40), 3, "prefilled"),
+            line("pool, live feed", RGBColor(255, 127, 14), 2, "live"),
+            line("no pool (threads)", RGBColor(127, 127, 127), 2, "ideal"),
         ]);
         let path = out_dir.join(format!("{group}.png"));
         line_chart(
