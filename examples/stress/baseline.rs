@@ -87,7 +87,15 @@ impl Baseline {
     }
 
     /// Compares `summary` with this baseline.
-    pub fn compare(&self, args: &Args, summary: &Summary, threshold: f64) -> Comparison {
+    /// A p99 regresses only if it rose by more than `threshold` percent
+    /// and by more than `floor_us` microseconds.
+    pub fn compare(
+        &self,
+        args: &Args,
+        summary: &Summary,
+        threshold: f64,
+        floor_us: f64,
+    ) -> Comparison {
         let mut rows = vec![Row::new(
             "throughput msg/s".into(),
             self.messages_per_sec,
@@ -100,7 +108,10 @@ impl Baseline {
             let row = match (self.lanes[p.index()], latency.count) {
                 (None | Some((0, _)), 0) => continue,
                 (Some((n, p99)), m) if n > 0 && m > 0 => {
-                    Row::new(metric, p99, latency.p99_us, Better::Lower, threshold)
+                    let rose = latency.p99_us - p99;
+                    let mut row = Row::new(metric, p99, latency.p99_us, Better::Lower, threshold);
+                    row.regression &= rose > floor_us;
+                    row
                 }
                 (Some((n, p99)), _) if n > 0 => Row::skipped(metric, Some(p99), None),
                 _ => Row::skipped(metric, None, Some(latency.p99_us)),
@@ -110,6 +121,7 @@ impl Baseline {
         Comparison {
             path: self.path.clone(),
             threshold_percent: threshold,
+            floor_us,
             regressed: rows.iter().any(|r| r.regression),
             rows,
             warnings: self.warnings(args),
@@ -229,6 +241,8 @@ pub struct Comparison {
     #[serde(rename = "file")]
     pub path: String,
     threshold_percent: f64,
+    /// The smallest p99 rise (µs) that counts.
+    floor_us: f64,
     regressed: bool,
     rows: Vec<Row>,
     warnings: Vec<String>,
@@ -247,8 +261,8 @@ impl Comparison {
             "no regression"
         };
         format!(
-            "baseline {}: {verdict} (threshold {}%)",
-            self.path, self.threshold_percent
+            "baseline {}: {verdict} (threshold {}%; a p99 must also rise by more than {} us)",
+            self.path, self.threshold_percent, self.floor_us
         )
     }
 
