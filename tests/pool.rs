@@ -414,6 +414,35 @@ fn fill(tx: &lanebus::Sender<u64>, n: u64) {
     }
 }
 
+/// A pool of `workers` on a fresh channel of `cap` per lane whose handler
+/// sleeps `sleep_ms` and records what it acks; also a spare receiver to
+/// read what the pool left in the channel.
+fn sleepy_pool(
+    cap: usize,
+    workers: usize,
+    batch: usize,
+    sleep_ms: u64,
+) -> (
+    lanebus::Sender<u64>,
+    lanebus::Receiver<u64>,
+    Arc<Seen>,
+    WorkerPool<u64>,
+) {
+    let (tx, rx) = lanebus::bounded::<u64>(cap);
+    let spare_rx = rx.clone();
+    let acked = Arc::new(Seen::default());
+    let a = acked.clone();
+    let pool = WorkerPool::builder()
+        .workers(workers)
+        .batch_size(batch)
+        .build(rx, move |d: &Delivery<u64>| {
+            thread::sleep(Duration::from_millis(sleep_ms));
+            a.push(*d.payload());
+            Outcome::Ack
+        });
+    (tx, spare_rx, acked, pool)
+}
+
 fn check_accounting(
     sent: u64,
     report: &lanebus::pool::ShutdownReport<u64>,
@@ -444,19 +473,7 @@ fn check_accounting(
     ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
 )]
 fn graceful_shutdown_finishes_taken_work_and_leaves_the_source() {
-    let (tx, rx) = lanebus::bounded::<u64>(64);
-    let spare_rx = rx.clone();
-    let acked = Arc::new(Seen::default());
-    let a = acked.clone();
-    let pool =
-        WorkerPool::builder()
-            .workers(2)
-            .batch_size(4)
-            .build(rx, move |d: &Delivery<u64>| {
-                thread::sleep(Duration::from_millis(2));
-                a.push(*d.payload());
-                Outcome::Ack
-            });
+    let (tx, spare_rx, acked, pool) = sleepy_pool(64, 2, 4, 2);
     fill(&tx, 200);
     wait_until("some handled", || pool.stats().acked >= 10);
     let report = pool.shutdown(Shutdown::Graceful {
@@ -478,19 +495,7 @@ fn graceful_shutdown_finishes_taken_work_and_leaves_the_source() {
     ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
 )]
 fn graceful_shutdown_past_its_deadline_returns_the_rest() {
-    let (tx, rx) = lanebus::bounded::<u64>(64);
-    let spare_rx = rx.clone();
-    let acked = Arc::new(Seen::default());
-    let a = acked.clone();
-    let pool =
-        WorkerPool::builder()
-            .workers(1)
-            .batch_size(32)
-            .build(rx, move |d: &Delivery<u64>| {
-                thread::sleep(Duration::from_millis(5));
-                a.push(*d.payload());
-                Outcome::Ack
-            });
+    let (tx, spare_rx, acked, pool) = sleepy_pool(64, 1, 32, 5);
     fill(&tx, 64);
     wait_until("a batch taken", || pool.stats().taken >= 32);
     let report = pool.shutdown(Shutdown::Graceful {
@@ -568,18 +573,7 @@ fn drain_closes_the_source_and_handles_everything() {
     ignore = "threads, sleeps and timing: hours under miri; run natively and under TSan"
 )]
 fn drain_past_its_deadline_returns_the_source_too() {
-    let (tx, rx) = lanebus::bounded::<u64>(128);
-    let acked = Arc::new(Seen::default());
-    let a = acked.clone();
-    let pool =
-        WorkerPool::builder()
-            .workers(1)
-            .batch_size(4)
-            .build(rx, move |d: &Delivery<u64>| {
-                thread::sleep(Duration::from_millis(2));
-                a.push(*d.payload());
-                Outcome::Ack
-            });
+    let (tx, _spare_rx, acked, pool) = sleepy_pool(128, 1, 4, 2);
     fill(&tx, 400);
     let report = pool.shutdown(Shutdown::Drain {
         deadline: Instant::now() + Duration::from_millis(30),

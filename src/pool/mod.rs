@@ -885,6 +885,46 @@ impl<T: Send + 'static> Inner<T> {
         }
     }
 
+    /// Runs a manual pool's work on the calling thread, as worker 0, and
+    /// returns how many handler calls it made. Without `until_finished` it
+    /// returns as soon as no work is ready (or the pool stopped); with it,
+    /// it runs until the pool has finished, waiting for the next retry or
+    /// the deadline in between, since nobody else wakes this thread.
+    fn run_manual(&self, until_finished: bool) -> usize {
+        let mut rng = seed(0);
+        let mut n = 0;
+        loop {
+            self.check_deadline();
+            let done = if until_finished {
+                self.finished()
+            } else {
+                self.state() == STOPPED
+            };
+            if done {
+                return n;
+            }
+            let found = self.find_work(0);
+            match found.job {
+                Some(job) => {
+                    self.process(0, job, &mut rng, Instant::now());
+                    n += 1;
+                }
+                // Everything it took went to busy keys' mailboxes: the
+                // source may hold more.
+                None if found.from_source > 0 => {}
+                None if !until_finished => return n,
+                // That look may have found the source closed: done.
+                None if self.finished() => return n,
+                // Look again at least every 1 ms.
+                None => {
+                    let soon = Instant::now() + Duration::from_millis(1);
+                    let at = self.wake_deadline().map_or(soon, |at| at.min(soon));
+                    crate::loom::park(Some(at));
+                }
+            }
+        }
+    }
+
     /// Runs the handler on `job` and acts on the outcome. `idle_since`:
     /// when the worker started looking for this job. Returns when it was
     /// done (two clock reads per message in all).
@@ -1434,26 +1474,7 @@ impl<T: Send + 'static> WorkerPool<T> {
         if !self.threads.is_empty() {
             return 0;
         }
-        let inner = self.inner();
-        let mut rng = seed(0);
-        let mut n = 0;
-        loop {
-            inner.check_deadline();
-            if inner.state() == STOPPED {
-                return n;
-            }
-            let found = inner.find_work(0);
-            match found.job {
-                Some(job) => {
-                    inner.process(0, job, &mut rng, Instant::now());
-                    n += 1;
-                }
-                // Everything it took went to busy keys' mailboxes: the
-                // source may hold more.
-                None if found.from_source > 0 => {}
-                None => return n,
-            }
-        }
+        self.inner().run_manual(false)
     }
 
     /// Waits until the source is closed and every message is settled (for
@@ -1524,31 +1545,7 @@ impl<T: Send + 'static> WorkerPool<T> {
     fn finish(&mut self) -> ShutdownReport<T> {
         self.inner().closing.store(1, Ordering::SeqCst);
         if self.threads.is_empty() {
-            let inner = self.inner();
-            let mut rng = seed(0);
-            loop {
-                inner.check_deadline();
-                if inner.finished() {
-                    break;
-                }
-                let found = inner.find_work(0);
-                match found.job {
-                    Some(job) => {
-                        inner.process(0, job, &mut rng, Instant::now());
-                    }
-                    // As in `run_pending`: look again before waiting.
-                    None if found.from_source > 0 => {}
-                    // That look may have found the source closed: done.
-                    None if inner.finished() => break,
-                    // Nobody wakes this thread: wait for the next retry or
-                    // the deadline, and look again at least every 1 ms.
-                    None => {
-                        let soon = Instant::now() + Duration::from_millis(1);
-                        let at = inner.wake_deadline().map_or(soon, |at| at.min(soon));
-                        crate::loom::park(Some(at));
-                    }
-                }
-            }
+            self.inner().run_manual(true);
         }
         let mut panicked = None;
         for handle in self.threads.drain(..) {
