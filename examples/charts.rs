@@ -7,6 +7,15 @@
 //!   `interleaved_256B.png` (one per message type in the file).
 //! - `--stress FILE` reads a `--report json` of the stress tool and draws its
 //!   latency percentiles per priority on a log scale: `stress_latency.png`.
+//! - `--latency FILE` reads the `--json` file of `benches/latency.rs` and
+//!   draws each scenario's percentiles per channel: `latency_<scenario>.png`.
+//! - `--criterion DIR` reads criterion's results (`target/criterion`) and
+//!   draws what it finds of: the pool's throughput against its worker count
+//!   (`pool_scaling_<cost>.png`, from `benches/pool.rs`), SPSC throughput
+//!   against batch size (`batch_sweep.png`) and published messages against
+//!   subscribers (`fanout.png`, both from `benches/sweeps.rs`). Criterion
+//!   records no machine: the subtitle names the machine drawing the chart
+//!   and the time of the newest result file.
 //!
 //! Every chart names the machine and the date from its input. Text is drawn
 //! with the DejaVu Sans font in `assets/fonts/` (compiled in), so no system
@@ -16,6 +25,9 @@
 //! cargo bench --bench interleaved -- --rounds 5 --json /tmp/il.json
 //! cargo run --release --example stress -- --duration 5 --report json --out /tmp/stress.json
 //! cargo run --example charts -- --interleaved /tmp/il.json --stress /tmp/stress.json
+//! cargo bench --bench latency -- --json /tmp/lat.json
+//! cargo bench --bench sweeps && cargo bench --bench pool -- pool_scaling
+//! cargo run --example charts -- --latency /tmp/lat.json --criterion target/criterion
 //! ```
 
 use std::error::Error;
@@ -234,6 +246,11 @@ fn channel_color(name: &str) -> RGBColor {
         "kanal" => RGBColor(44, 160, 44),
         "flume" => RGBColor(255, 127, 14),
         "std" => RGBColor(127, 127, 127),
+        "disruptor" => RGBColor(140, 86, 75),
+        "tokio" | "tokio_broadcast" => RGBColor(23, 190, 207),
+        "lanebus_publisher" => RGBColor(247, 129, 191),
+        "lanebus_n" => RGBColor(188, 189, 34),
+        "crossbeam_n" => RGBColor(31, 119, 180),
         _ => RGBColor(148, 103, 189),
     }
 }
@@ -807,6 +824,60 @@ fn pool_charts(benches: &[Bench], subtitle: &str, out_dir: &Path) -> Result<Vec<
     Ok(written)
 }
 
+/// One line per peer (the benchmark's function id) of the criterion group
+/// `group`, against the leading number of each benchmark's parameter (the
+/// batch size of `batch_sweep`, the subscriber count of `fanout`).
+fn peer_chart(
+    benches: &[Bench],
+    group: &str,
+    labels: ChartLabels<'_>,
+    path: &Path,
+) -> Result<Option<PathBuf>> {
+    let mut peers: Vec<&str> = Vec::new();
+    for b in benches.iter().filter(|b| b.group == group) {
+        if !peers.contains(&b.function.as_str()) {
+            peers.push(&b.function);
+        }
+    }
+    if peers.is_empty() {
+        return Ok(None);
+    }
+    // lanebus first, then the peers in a stable order.
+    peers.sort_by_key(|p| (!p.starts_with("lanebus"), *p));
+    let lines = peers
+        .iter()
+        .map(|&peer| Series {
+            label: peer.to_string(),
+            color: channel_color(peer),
+            width: if peer.starts_with("lanebus") { 3 } else { 2 },
+            points: benches
+                .iter()
+                .filter(|b| b.group == group && b.function == peer)
+                .filter_map(|b| Some((f64::from(leading_number(&b.value)?), b.per_sec / 1e6)))
+                .collect(),
+        })
+        .collect();
+    let (ticks, series) = categorical(lines);
+    line_chart(
+        path,
+        labels.title,
+        labels.subtitle,
+        labels.x_desc,
+        labels.y_desc,
+        &ticks,
+        &series,
+    )?;
+    Ok(Some(path.to_path_buf()))
+}
+
+/// The text around a chart.
+struct ChartLabels<'a> {
+    title: &'a str,
+    subtitle: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+}
+
 /// `1234567` as `1,234,567`.
 fn grouped(n: u64) -> String {
     let digits = n.to_string();
@@ -852,6 +923,22 @@ fn main() -> Result<()> {
         let benches = read_criterion(root)?;
         let subtitle = criterion_subtitle(root);
         written.extend(pool_charts(&benches, &subtitle, &args.out_dir)?);
+        let batch = ChartLabels {
+            title: "SPSC u64 throughput vs batch size (higher is better)",
+            subtitle: &subtitle,
+            x_desc: "messages per send_batch / recv_batch (per publish for the disruptor)",
+            y_desc: "M msg/s",
+        };
+        let path = args.out_dir.join("batch_sweep.png");
+        written.extend(peer_chart(&benches, "batch_sweep", batch, &path)?);
+        let fanout = ChartLabels {
+            title: "Fan-out: 64 B messages published vs subscribers (higher is better)",
+            subtitle: &subtitle,
+            x_desc: "subscriber threads (+ 1 publisher)",
+            y_desc: "M msg/s published",
+        };
+        let path = args.out_dir.join("fanout.png");
+        written.extend(peer_chart(&benches, "fanout", fanout, &path)?);
     }
     for path in written {
         println!("{}", path.display());
