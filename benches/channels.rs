@@ -43,6 +43,8 @@ use criterion::{
 use lanebus::{ChannelBuilder, Priority};
 
 #[macro_use]
+// `command_line` and `cpu_model` serve the custom-harness benches only.
+#[allow(dead_code)]
 mod common;
 use common::{Crossbeam, Flavor, Flume, Kanal, Lanebus, Msg, StdSync, Tally, CAP};
 

@@ -66,7 +66,6 @@
 
 use std::fmt::Write as _;
 use std::ops::Range;
-use std::process::Command;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -506,29 +505,6 @@ fn table(scenarios: &[Scenario], results: &Results) -> String {
     out
 }
 
-/// The first line of a command's output, or `?`.
-fn command_line(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_string))
-        .unwrap_or_else(|| "?".to_string())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "?".to_string())
-}
-
 fn header(config: &Config, date: &str) -> String {
     format!(
         "lanebus interleaved throughput, {date}; nproc {nproc} ({cpu}); {rounds} rounds; \
@@ -536,8 +512,8 @@ fn header(config: &Config, date: &str) -> String {
          M msg/s median [min-max] over rounds; batch_1p1c: lanebus send_batch/recv_batch \
          of {BATCH}, peers per message; lane_urgent/lane_low: lanebus with all traffic \
          on its first/last lane.",
-        nproc = command_line("nproc", &[]),
-        cpu = cpu_model(),
+        nproc = common::command_line("nproc", &[]),
+        cpu = common::cpu_model(),
         rounds = config.rounds,
         n = config.messages,
     )
@@ -579,8 +555,8 @@ struct JsonChannel<'a> {
 fn json(config: &Config, date: &str, scenarios: &[Scenario], results: &Results) -> String {
     let report = JsonReport {
         date_utc: date,
-        nproc: command_line("nproc", &[]).parse().unwrap_or(0),
-        cpu: cpu_model(),
+        nproc: common::command_line("nproc", &[]).parse().unwrap_or(0),
+        cpu: common::cpu_model(),
         rounds: config.rounds,
         messages: config.messages,
         capacity: CAP,
@@ -695,7 +671,7 @@ fn main() {
         warm_up(&scenarios);
     }
     let results = run_rounds(&scenarios, config.rounds);
-    let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
+    let date = common::command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     println!("{}\n", header(&config, &date));
     print!("{}", table(&scenarios, &results));
     println!(

@@ -124,7 +124,6 @@
 
 use std::fmt::Write as _;
 use std::hint::spin_loop;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -1055,37 +1054,14 @@ fn table(scenario: &Scenario, per_channel: &[Vec<Pcts>]) -> String {
     out
 }
 
-/// The first line of a command's output, or `?`.
-fn command_line(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_string))
-        .unwrap_or_else(|| "?".to_string())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "?".to_string())
-}
-
 fn header(config: &Config, date: &str) -> String {
     let counts = config.counts();
     format!(
         "lanebus latency, {date}; nproc {nproc} ({cpu}); {rounds} rounds; \
          {samples} samples per run after {warm_up} warm-up messages; capacity {CAP}; \
          ns, median over rounds of each round's percentile, [min-max] over rounds.",
-        nproc = command_line("nproc", &[]),
-        cpu = cpu_model(),
+        nproc = common::command_line("nproc", &[]),
+        cpu = common::cpu_model(),
         rounds = config.rounds,
         samples = counts.samples,
         warm_up = counts.warm_up,
@@ -1125,8 +1101,8 @@ struct JsonChannel<'a> {
 fn json(config: &Config, date: &str, scenarios: &[Scenario], results: &Results) -> String {
     let report = JsonReport {
         date_utc: date,
-        nproc: command_line("nproc", &[]).parse().unwrap_or(0),
-        cpu: cpu_model(),
+        nproc: common::command_line("nproc", &[]).parse().unwrap_or(0),
+        cpu: common::cpu_model(),
         rounds: config.rounds,
         samples: config.samples,
         unit: "ns",
@@ -1239,7 +1215,7 @@ fn main() {
     start_watchdog(config.counts());
     let started = Instant::now();
     let results = run_rounds(&scenarios, &config);
-    let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
+    let date = common::command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     println!("{}\n", header(&config, &date));
     for (scenario, per_channel) in scenarios.iter().zip(&results) {
         println!("{}", table(scenario, per_channel));

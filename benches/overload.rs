@@ -933,29 +933,6 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-/// The first line of a command's output, or `?`.
-fn command_line(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_string))
-        .unwrap_or_else(|| "?".to_string())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "?".to_string())
-}
-
 /// The `--json` file.
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -1107,13 +1084,13 @@ fn main() {
         rows.push(r);
     }
 
-    let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
-    let nproc = command_line("nproc", &[]);
+    let date = common::command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
+    let nproc = common::command_line("nproc", &[]);
     println!(
         "\nlanebus overload memory, {date}; nproc {nproc} ({cpu}); {dur:.1} s of production per \
          scenario; payload {PAYLOAD} B; consumer ~{c:.2} us/msg; offered {OVERLOAD}x = {rate:.0}k \
          msg/s; baseline child VmHWM {base:.1} MiB; RSS cap {cap} MiB.\n",
-        cpu = cpu_model(),
+        cpu = common::cpu_model(),
         dur = config.duration.as_secs_f64(),
         c = call_ns / 1e3,
         rate = config.rate / 1e3,
@@ -1133,7 +1110,7 @@ fn main() {
         let report = JsonReport {
             date_utc: &date,
             nproc: nproc.parse().unwrap_or(0),
-            cpu: cpu_model(),
+            cpu: common::cpu_model(),
             duration_s: config.duration.as_secs_f64(),
             payload_bytes: PAYLOAD,
             consumer_ns: call_ns,

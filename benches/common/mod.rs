@@ -3,6 +3,7 @@
 //! under test behind one `Flavor` trait.
 
 use std::ops::Range;
+use std::process::Command;
 use std::sync::mpsc;
 
 /// The capacity of every channel (of every lane, for lanebus).
@@ -243,4 +244,29 @@ pub fn consume_batches<T: Msg>(rx: &lanebus::Receiver<T>, batch: usize) -> Tally
         }
     }
     tally
+}
+
+/// The first line of a command's output, or `?` (for the `date` in a
+/// report's header).
+pub fn command_line(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_else(|| "?".to_string())
+}
+
+/// The CPU's model name from `/proc/cpuinfo`, or `?`.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".to_string())
 }
