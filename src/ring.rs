@@ -447,6 +447,15 @@ impl<T> Ring<T> {
         handshake_load(&self.tail) & self.mark_bit != 0
     }
 
+    /// Free slots, from two relaxed loads: a hint that may be stale or
+    /// inconsistent (for pacing a wait, never for a decision).
+    #[inline]
+    pub(crate) fn room_hint(&self) -> usize {
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed) & !self.mark_bit;
+        self.cap - self.distance(head, tail)
+    }
+
     /// The number of values queued (a snapshot).
     pub(crate) fn len(&self) -> usize {
         loop {

@@ -297,3 +297,37 @@ fn batch_mpmc() {
         .collect();
     assert_eq!(all, want);
 }
+
+/// As `sender_on_a_full_lane_takes_a_single_freed_slot` in `channel.rs`:
+/// a batch blocked on a full lane takes slots as single ones come free,
+/// without waiting for receivers to free a stretch.
+#[test]
+fn send_batch_on_a_full_lane_takes_single_freed_slots() {
+    const CAP: u32 = 1024;
+    let (tx, rx) = lanebus::bounded::<u32>(CAP as usize);
+    for i in 0..CAP {
+        tx.try_send(i).unwrap();
+    }
+    let (step, steps) = std::sync::mpsc::channel::<()>();
+    thread::scope(|s| {
+        let rx = &rx;
+        s.spawn(move || {
+            // Free one slot at a time, each only after the sender's batch
+            // has had time to stall on the full lane again.
+            for expect in 0..3 {
+                thread::sleep(Duration::from_millis(20));
+                assert_eq!(rx.recv(), Ok(expect));
+            }
+            steps.recv().unwrap();
+        });
+        let mut items = vec![CAP, CAP + 1, CAP + 2];
+        tx.send_batch(&mut items).unwrap();
+        assert!(items.is_empty());
+        step.send(()).unwrap();
+    });
+    assert_eq!(rx.len(), CAP as usize);
+    assert_eq!(
+        rx.try_iter().collect::<Vec<_>>(),
+        (3..CAP + 3).collect::<Vec<_>>()
+    );
+}

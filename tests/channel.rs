@@ -464,3 +464,33 @@ fn handle_debug() {
     let s = format!("{rx:?}");
     assert!(s.contains("closed: false"), "{s}");
 }
+
+/// A sender that finds its lane full first waits a little for receivers to
+/// free a stretch of it (a pacing hint for throughput), but it must still
+/// take a single freed slot: a receiver that takes one message and then
+/// waits for something else (request/response) must not leave it blocked.
+#[test]
+fn sender_on_a_full_lane_takes_a_single_freed_slot() {
+    const CAP: u32 = 1024; // far above the pacing's low-water mark
+    let (tx, rx) = lanebus::bounded::<u32>(CAP as usize);
+    for i in 0..CAP {
+        tx.try_send(i).unwrap();
+    }
+    let (freed, done) = std::sync::mpsc::channel::<()>();
+    thread::scope(|s| {
+        let rx = &rx;
+        s.spawn(move || {
+            thread::sleep(ms(20));
+            assert_eq!(rx.recv(), Ok(0));
+            // Now wait for the sender instead of receiving more.
+            done.recv().unwrap();
+        });
+        assert_eq!(tx.send_timeout(CAP, Duration::from_secs(60)), Ok(()));
+        freed.send(()).unwrap();
+    });
+    assert_eq!(rx.len(), CAP as usize);
+    assert_eq!(
+        rx.try_iter().collect::<Vec<_>>(),
+        (1..=CAP).collect::<Vec<_>>()
+    );
+}
