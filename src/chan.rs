@@ -69,11 +69,12 @@
 //! was written after the clearer set the bit again. A clear that comes
 //! before `P2`'s value is seen by `P2` (clear bit), and the sender sets it.
 
+use core::mem::MaybeUninit;
 use core::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::backoff::Backoff;
-use crate::error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
+use crate::error::{SendTimeoutError, TryRecvError, TrySendError};
 use crate::loom::{handshake_load, AtomicUsize, Ordering};
 use crate::pad::CachePadded;
 use crate::priority::LANES;
@@ -93,9 +94,9 @@ pub(crate) enum Recv<T> {
 }
 
 /// What one pass over the lanes found.
-enum Scan<T> {
-    /// A message and the lane it came from.
-    Item(usize, T),
+enum Scan {
+    /// A message, moved to the caller's place, and the lane it came from.
+    Item(usize),
     Empty,
     Busy,
     /// A lane holds a finished message behind a slot still being written;
@@ -308,10 +309,31 @@ impl<T> Chan<T> {
     /// [`Chan::try_recv`], also telling which lane the message came from.
     #[inline(always)]
     fn try_recv_tagged(&self) -> Recv<(usize, T)> {
+        let mut out = MaybeUninit::<T>::uninit();
+        // SAFETY: `out` is a place for one `T`.
+        match unsafe { self.try_recv_into(out.as_mut_ptr()) } {
+            // SAFETY: `Item` means a message was moved to `out`.
+            Recv::Item(lane) => Recv::Item((lane, unsafe { out.assume_init() })),
+            Recv::Empty => Recv::Empty,
+            Recv::Busy => Recv::Busy,
+            Recv::Disconnected => Recv::Disconnected,
+        }
+    }
+
+    /// [`Chan::try_recv_tagged`] that moves the message to `out` (see
+    /// [`Ring::try_pop_into`]) and answers the lane it came from.
+    ///
+    /// # Safety
+    ///
+    /// `out` must be valid for writing one `T`. On `Item`, `*out` holds the
+    /// message and the caller owns it; otherwise `*out` is untouched.
+    #[inline(always)]
+    unsafe fn try_recv_into(&self, out: *mut T) -> Recv<usize> {
         let mut closed = false;
         loop {
-            match self.scan() {
-                Scan::Item(lane, v) => return Recv::Item((lane, v)),
+            // SAFETY: passed on from our caller.
+            match unsafe { self.scan(out) } {
+                Scan::Item(lane) => return Recv::Item(lane),
                 // Blocked: a finished message must be served before lower
                 // lanes, but only the writer ahead of it can free it. Never
                 // spin here (this also serves `try_recv` and `poll`): the
@@ -330,13 +352,18 @@ impl<T> Chan<T> {
     /// highest first, then (if that found nothing) the others, so that
     /// each lane is checked once and an answer other than `Item` means what
     /// it meant without the mask (module docs, "The ready mask").
+    ///
+    /// # Safety
+    ///
+    /// As [`Chan::try_recv_into`]: a message found is moved to `out`.
     #[inline]
-    fn scan(&self) -> Scan<T> {
+    unsafe fn scan(&self, out: *mut T) -> Scan {
         // Acquire is enough for a hint: coherence orders it after the load
         // of any send that happened-before this receive.
         let mask = self.ready.load(Ordering::Acquire);
         if mask >= CLEARING {
-            return self.scan_lanes(LANE_BITS, false);
+            // SAFETY: passed on from our caller.
+            return unsafe { self.scan_lanes(LANE_BITS, false, out) };
         }
         let set = mask & LANE_BITS;
         let mut empty = 0;
@@ -345,15 +372,16 @@ impl<T> Chan<T> {
         while bits != 0 {
             let lane = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            match self.lanes[lane].try_pop(true) {
-                Pop::Item(value) => {
+            // SAFETY: passed on from our caller.
+            match unsafe { self.lanes[lane].try_pop_into(true, out) } {
+                Pop::Item(()) => {
                     self.send_waiters[lane].notify(1);
                     // Higher lanes that were empty: their bits misled us.
                     let stale = empty & ((1 << lane) - 1);
                     if stale != 0 {
                         self.clear_ready(stale);
                     }
-                    return Scan::Item(lane, value);
+                    return Scan::Item(lane);
                 }
                 Pop::Busy => busy = true,
                 Pop::Blocked => return Scan::Blocked,
@@ -363,20 +391,26 @@ impl<T> Chan<T> {
         if set == LANE_BITS {
             return if busy { Scan::Busy } else { Scan::Empty };
         }
-        self.scan_lanes(LANE_BITS & !set, busy)
+        // SAFETY: passed on from our caller.
+        unsafe { self.scan_lanes(LANE_BITS & !set, busy, out) }
     }
 
     /// One pass over the lanes in `lanes`, highest first.
+    ///
+    /// # Safety
+    ///
+    /// As [`Chan::try_recv_into`]: a message found is moved to `out`.
     #[inline]
-    fn scan_lanes(&self, lanes: usize, mut busy: bool) -> Scan<T> {
+    unsafe fn scan_lanes(&self, lanes: usize, mut busy: bool, out: *mut T) -> Scan {
         for (lane, ring) in self.lanes.iter().enumerate() {
             if lanes & (1 << lane) == 0 {
                 continue;
             }
-            match ring.try_pop(true) {
-                Pop::Item(value) => {
+            // SAFETY: passed on from our caller.
+            match unsafe { ring.try_pop_into(true, out) } {
+                Pop::Item(()) => {
                     self.send_waiters[lane].notify(1);
-                    return Scan::Item(lane, value);
+                    return Scan::Item(lane);
                 }
                 // A producer is still writing this lane's front slot and no
                 // finished message waits behind it: its send has not
@@ -437,12 +471,38 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Receives, waiting until `deadline` (or for ever).
-    pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        match self.recv_waiters.block(deadline, || self.recv_attempt()) {
-            Ok(Some(v)) => Ok(v),
-            Ok(None) => Err(RecvTimeoutError::Disconnected),
-            Err(TimedOut) => Err(RecvTimeoutError::Timeout),
+    /// Receives, waiting until `deadline` (or for ever); on failure answers
+    /// `disconnected` or `timed_out`.
+    ///
+    /// The message moves once from its slot to a local, once from there to
+    /// the result; passing it back through each layer's enum cost a 256-byte
+    /// message four more copies. The errors are the caller's own type for
+    /// the same reason: mapping the result afterwards copies it again.
+    #[inline]
+    pub(crate) fn recv<E>(
+        &self,
+        deadline: Option<Instant>,
+        disconnected: E,
+        timed_out: E,
+    ) -> Result<T, E> {
+        let mut out = MaybeUninit::<T>::uninit();
+        let place = out.as_mut_ptr();
+        let got = self.recv_waiters.block(deadline, || {
+            // SAFETY: `place` is `out`, a place for one `T`. Only an
+            // `Item` writes it, and that ends the loop: no message is
+            // overwritten.
+            match unsafe { self.try_recv_into(place) } {
+                Recv::Item(_) => Attempt::Done(true),
+                Recv::Disconnected => Attempt::Done(false),
+                Recv::Empty => Attempt::Wait,
+                Recv::Busy => Attempt::Busy,
+            }
+        });
+        match got {
+            // SAFETY: `Done(true)` only after a message was moved to `out`.
+            Ok(true) => Ok(unsafe { out.assume_init() }),
+            Ok(false) => Err(disconnected),
+            Err(TimedOut) => Err(timed_out),
         }
     }
 
@@ -793,7 +853,7 @@ mod tests {
         rx_go.recv().unwrap();
         let r2 = {
             let c = chan.clone();
-            std::thread::spawn(move || c.recv(None).ok())
+            std::thread::spawn(move || c.recv(None, (), ()).ok())
         };
         while chan.recv_waiters.waiting() < 2 {
             std::thread::yield_now();

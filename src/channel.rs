@@ -396,7 +396,7 @@ impl<T> Receiver<T> {
     ///
     /// [`RecvError`] once the channel is closed and every lane is empty.
     pub fn recv(&self) -> Result<T, RecvError> {
-        self.chan.recv(None).map_err(|_| RecvError)
+        self.chan.recv(None, RecvError, RecvError)
     }
 
     /// Receives the highest-priority message if one is queued.
@@ -432,7 +432,11 @@ impl<T> Receiver<T> {
     ///
     /// As [`Receiver::recv_timeout`].
     pub fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        self.chan.recv(deadline)
+        self.chan.recv(
+            deadline,
+            RecvTimeoutError::Disconnected,
+            RecvTimeoutError::Timeout,
+        )
     }
 
     /// Waits for at least one message, then appends up to `max` messages

@@ -204,6 +204,28 @@ impl<T> Ring<T> {
     /// (a cheap "looks empty" for scanning several lanes).
     #[inline]
     pub(crate) fn try_pop(&self, strict: bool) -> Pop<T> {
+        let mut out = MaybeUninit::<T>::uninit();
+        // SAFETY: `out` is a place for one `T`.
+        match unsafe { self.try_pop_into(strict, out.as_mut_ptr()) } {
+            // SAFETY: `Item` means `try_pop_into` moved a value into `out`.
+            Pop::Item(()) => Pop::Item(unsafe { out.assume_init() }),
+            Pop::Empty => Pop::Empty,
+            Pop::Busy => Pop::Busy,
+            Pop::Blocked => Pop::Blocked,
+        }
+    }
+
+    /// [`Ring::try_pop`] that moves the value to `out` (and answers
+    /// `Item(())`) rather than returning it. A blocking receive passes the
+    /// place it returns from, so a large message is copied once out of its
+    /// slot instead of once more through each layer's enum.
+    ///
+    /// # Safety
+    ///
+    /// `out` must be valid for writing one `T`. On `Item`, `*out` holds the
+    /// popped value and the caller owns it; otherwise `*out` is untouched.
+    #[inline]
+    pub(crate) unsafe fn try_pop_into(&self, strict: bool, out: *mut T) -> Pop<()> {
         let mut backoff = Backoff::new();
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
@@ -224,12 +246,16 @@ impl<T> Ring<T> {
                         // SAFETY: we won the CAS for position `head` and the
                         // stamp says the producer of `head` finished writing;
                         // this thread alone reads the slot until it stores the
-                        // next stamp.
-                        let value = slot.value.with(|p| unsafe { (*p).assume_init_read() });
+                        // next stamp. The value moves to `out`, valid for a
+                        // write (the caller's contract) and not inside the
+                        // ring; the slot counts as empty from the stamp on.
+                        slot.value.with(|p| unsafe {
+                            core::ptr::copy_nonoverlapping((*p).as_ptr(), out, 1);
+                        });
                         // Release: pairs with the Acquire stamp load in push.
                         slot.stamp
                             .store(head.wrapping_add(self.one_lap), Ordering::Release);
-                        return Pop::Item(value);
+                        return Pop::Item(());
                     }
                     Err(current) => {
                         head = current;
