@@ -66,7 +66,7 @@
 
 use std::fmt::Write as _;
 use std::ops::Range;
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,10 @@ use serde::Serialize;
 
 #[macro_use]
 mod common;
-use common::{Crossbeam, Flavor, Flume, Kanal, Lanebus, Msg, StdSync, Tally, CAP};
+use common::{
+    fail, median, number, start_watchdog, stats, Crossbeam, Flavor, Flume, Kanal, Lanebus, Msg,
+    StdSync, Tally, CAP, CURRENT,
+};
 
 /// Messages per `send_batch`/`recv_batch` in `batch_1p1c`.
 const BATCH: usize = 256;
@@ -396,9 +399,6 @@ fn warm_up(scenarios: &[Scenario]) {
     }
 }
 
-/// The run the watchdog is looking at: its label and start.
-static CURRENT: Mutex<Option<(String, Instant)>> = Mutex::new(None);
-
 /// Runs contender `i` of `scenario`, watched: if it takes longer than
 /// `limit` the watchdog reports it and exits, so a hang shows which channel
 /// hung.
@@ -416,37 +416,7 @@ fn limit(messages: u64) -> Duration {
     Duration::from_secs(30 + messages / 200_000)
 }
 
-fn start_watchdog(messages: u64) {
-    let limit = limit(messages);
-    thread::spawn(move || loop {
-        thread::sleep(Duration::from_secs(1));
-        if let Some((label, since)) = &*CURRENT.lock().expect("watchdog lock") {
-            if since.elapsed() > limit {
-                eprintln!("watchdog: `{label}` still running after {limit:?}; aborting");
-                std::process::exit(2);
-            }
-        }
-    });
-}
-
 // ---------------------------------------------------------------- report
-
-/// Median, min and max of a non-empty sample.
-fn stats(xs: &[f64]) -> (f64, f64, f64) {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    let median = if v.len() % 2 == 0 {
-        (v[mid - 1] + v[mid]) / 2.0
-    } else {
-        v[mid]
-    };
-    (median, v[0], v[v.len() - 1])
-}
-
-fn median(xs: &[f64]) -> f64 {
-    stats(xs).0
-}
 
 fn cell(xs: &[f64]) -> String {
     let (med, lo, hi) = stats(xs);
@@ -621,39 +591,30 @@ fn parse_args() -> Config {
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
             args.next()
-                .unwrap_or_else(|| fail(&format!("{name} needs a value")))
+                .unwrap_or_else(|| fail(&format!("{name} needs a value"), USAGE))
         };
         match arg.as_str() {
             "--bench" => {} // added by `cargo bench`
-            "--rounds" => config.rounds = number(&value("--rounds")) as usize,
-            "--messages" => config.messages = number(&value("--messages")),
+            "--rounds" => config.rounds = number::<u64>(&value("--rounds"), USAGE) as usize,
+            "--messages" => config.messages = number(&value("--messages"), USAGE),
             "--filter" => config.filter = Some(value("--filter")),
             "--json" => config.json = Some(value("--json")),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            flag if flag.starts_with('-') => fail(&format!("unknown option {flag}")),
+            flag if flag.starts_with('-') => fail(&format!("unknown option {flag}"), USAGE),
             substr => config.filter = Some(substr.to_string()),
         }
     }
     if config.rounds == 0 || config.messages < 16 {
-        fail("--rounds must be at least 1 and --messages at least 16");
+        fail(
+            "--rounds must be at least 1 and --messages at least 16",
+            USAGE,
+        );
     }
     config.messages = config.messages / 4 * 4;
     config
-}
-
-/// A number, with `_` separators allowed.
-fn number(s: &str) -> u64 {
-    s.replace('_', "")
-        .parse()
-        .unwrap_or_else(|_| fail(&format!("not a number: {s}")))
-}
-
-fn fail(msg: &str) -> ! {
-    eprintln!("{msg}\n{USAGE}");
-    std::process::exit(2);
 }
 
 fn main() {
@@ -663,9 +624,9 @@ fn main() {
         scenarios.retain(|s| s.name.contains(filter.as_str()));
     }
     if scenarios.is_empty() {
-        fail("no scenario matches the filter");
+        fail("no scenario matches the filter", USAGE);
     }
-    start_watchdog(config.messages);
+    start_watchdog(limit(config.messages));
     let started = Instant::now();
     if config.warm_up {
         warm_up(&scenarios);

@@ -125,7 +125,7 @@
 use std::fmt::Write as _;
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -134,7 +134,10 @@ use serde::Serialize;
 
 #[allow(dead_code)]
 mod common;
-use common::{Crossbeam, Flavor, Flume, Kanal, Lanebus, Msg, StdSync, CAP};
+use common::{
+    fail, number, start_watchdog, stats, Crossbeam, Flavor, Flume, Kanal, Lanebus, Msg, StdSync,
+    CAP, CURRENT,
+};
 
 const DEFAULT_ROUNDS: usize = 5;
 const DEFAULT_SAMPLES: u64 = 20_000;
@@ -885,9 +888,6 @@ fn run_rounds(scenarios: &[Scenario], config: &Config) -> Results {
     results
 }
 
-/// The run the watchdog is looking at: its label and start.
-static CURRENT: Mutex<Option<(String, Instant)>> = Mutex::new(None);
-
 /// Runs contender `i` of `scenario` under the watchdog, so a hang shows
 /// which channel hung.
 fn watched(scenario: &Scenario, i: usize, counts: Counts) -> Outcome {
@@ -899,35 +899,13 @@ fn watched(scenario: &Scenario, i: usize, counts: Counts) -> Outcome {
     outcome
 }
 
-/// Aborts the process if one run takes longer than 60 s plus 2 ms per
-/// message (some 30x the slowest pacing).
-fn start_watchdog(counts: Counts) {
-    let limit = Duration::from_secs(60) + Duration::from_millis(2 * counts.total());
-    thread::spawn(move || loop {
-        thread::sleep(Duration::from_secs(1));
-        if let Some((label, since)) = &*CURRENT.lock().expect("watchdog lock") {
-            if since.elapsed() > limit {
-                eprintln!("watchdog: `{label}` still running after {limit:?}; aborting");
-                std::process::exit(2);
-            }
-        }
-    });
+/// Time allowed for one run before the watchdog aborts the process: 60 s
+/// plus 2 ms per message (some 30x the slowest pacing).
+fn limit(counts: Counts) -> Duration {
+    Duration::from_secs(60) + Duration::from_millis(2 * counts.total())
 }
 
 // ---------------------------------------------------------------- report
-
-/// Median (the mean of the middle two for an even count), min and max.
-fn stats(xs: &[f64]) -> (f64, f64, f64) {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    let median = if v.len() % 2 == 0 {
-        (v[mid - 1] + v[mid]) / 2.0
-    } else {
-        v[mid]
-    };
-    (median, v[0], v[v.len() - 1])
-}
 
 /// One percentile over the rounds, as `f64`.
 fn series(rounds: &[Pcts], pick: fn(&Pcts) -> u64) -> Vec<f64> {
@@ -1169,38 +1147,26 @@ fn parse_args() -> Config {
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
             args.next()
-                .unwrap_or_else(|| fail(&format!("{name} needs a value")))
+                .unwrap_or_else(|| fail(&format!("{name} needs a value"), USAGE))
         };
         match arg.as_str() {
             "--bench" => {} // added by `cargo bench`
-            "--rounds" => config.rounds = number(&value("--rounds")) as usize,
-            "--samples" => config.samples = number(&value("--samples")),
+            "--rounds" => config.rounds = number::<u64>(&value("--rounds"), USAGE) as usize,
+            "--samples" => config.samples = number(&value("--samples"), USAGE),
             "--filter" => config.filter = Some(value("--filter")),
             "--json" => config.json = Some(value("--json")),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            flag if flag.starts_with('-') => fail(&format!("unknown option {flag}")),
+            flag if flag.starts_with('-') => fail(&format!("unknown option {flag}"), USAGE),
             substr => config.filter = Some(substr.to_string()),
         }
     }
     if config.rounds == 0 || config.samples == 0 {
-        fail("--rounds and --samples must be at least 1");
+        fail("--rounds and --samples must be at least 1", USAGE);
     }
     config
-}
-
-/// A number, with `_` separators allowed.
-fn number(s: &str) -> u64 {
-    s.replace('_', "")
-        .parse()
-        .unwrap_or_else(|_| fail(&format!("not a number: {s}")))
-}
-
-fn fail(msg: &str) -> ! {
-    eprintln!("{msg}\n{USAGE}");
-    std::process::exit(2);
 }
 
 fn main() {
@@ -1210,9 +1176,9 @@ fn main() {
         scenarios.retain(|s| s.name.contains(filter.as_str()));
     }
     if scenarios.is_empty() {
-        fail("no scenario matches the filter");
+        fail("no scenario matches the filter", USAGE);
     }
-    start_watchdog(config.counts());
+    start_watchdog(limit(config.counts()));
     let started = Instant::now();
     let results = run_rounds(&scenarios, &config);
     let date = common::command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);

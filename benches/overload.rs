@@ -138,7 +138,7 @@ use serde::{Deserialize, Serialize};
 // other benches.
 #[allow(dead_code)]
 mod common;
-use common::{Tally, CAP};
+use common::{fail, number, Tally, CAP};
 
 /// Payload bytes per message.
 const PAYLOAD: usize = 1024;
@@ -772,7 +772,7 @@ fn child(scenario: &str, cfg: &ChildConfig) {
         let (_, runner) = SCENARIOS
             .iter()
             .find(|(name, _)| *name == scenario)
-            .unwrap_or_else(|| fail(&format!("unknown scenario {scenario}")));
+            .unwrap_or_else(|| fail(&format!("unknown scenario {scenario}"), USAGE));
         runner(cfg)
     };
     let line = serde_json::to_string(&result).expect("the result serializes");
@@ -981,52 +981,41 @@ fn parse_args() -> Config {
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
             args.next()
-                .unwrap_or_else(|| fail(&format!("{name} needs a value")))
+                .unwrap_or_else(|| fail(&format!("{name} needs a value"), USAGE))
         };
         match arg.as_str() {
             "--bench" => {} // added by `cargo bench`
             "--duration" => {
-                let s: f64 = number(&value("--duration"));
+                let s: f64 = number(&value("--duration"), USAGE);
                 if !(s > 0.0 && s < 3600.0) {
-                    fail("--duration must be between 0 and 3600 seconds");
+                    fail("--duration must be between 0 and 3600 seconds", USAGE);
                 }
                 config.duration = Duration::from_secs_f64(s);
             }
             "--filter" => config.filter = Some(value("--filter")),
             "--json" => config.json = Some(value("--json")),
-            "--rss-cap-mib" => config.rss_cap_mib = number(&value("--rss-cap-mib")),
+            "--rss-cap-mib" => config.rss_cap_mib = number(&value("--rss-cap-mib"), USAGE),
             // Internal: the parent's arguments to a child.
             "--child" => config.child = Some(value("--child")),
-            "--producers" => config.producers = number(&value("--producers")),
-            "--rate" => config.rate = number(&value("--rate")),
-            "--spin-steps" => config.spin_steps = number(&value("--spin-steps")),
+            "--producers" => config.producers = number(&value("--producers"), USAGE),
+            "--rate" => config.rate = number(&value("--rate"), USAGE),
+            "--spin-steps" => config.spin_steps = number(&value("--spin-steps"), USAGE),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            flag if flag.starts_with('-') => fail(&format!("unknown option {flag}")),
+            flag if flag.starts_with('-') => fail(&format!("unknown option {flag}"), USAGE),
             substr => config.filter = Some(substr.to_string()),
         }
     }
     config
 }
 
-fn number<T: std::str::FromStr>(s: &str) -> T {
-    s.replace('_', "")
-        .parse()
-        .unwrap_or_else(|_| fail(&format!("not a number: {s}")))
-}
-
-fn fail(msg: &str) -> ! {
-    eprintln!("{msg}\n{USAGE}");
-    std::process::exit(2);
-}
-
 fn main() {
     let mut config = parse_args();
     if let Some(scenario) = &config.child {
         if config.producers == 0 || config.rate <= 0.0 {
-            fail("a child needs --producers >= 1 and --rate > 0");
+            fail("a child needs --producers >= 1 and --rate > 0", USAGE);
         }
         let cfg = ChildConfig {
             producers: config.producers,
@@ -1052,7 +1041,7 @@ fn main() {
         })
         .collect();
     if ids.is_empty() {
-        fail("no scenario matches the filter");
+        fail("no scenario matches the filter", USAGE);
     }
     let started = Instant::now();
     let (steps, call_ns) = calibrate(quick);

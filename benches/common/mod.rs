@@ -1,10 +1,14 @@
 //! What both benches share: messages that carry a sequence number, the
 //! tally that proves every message arrived exactly once, and the channels
-//! under test behind one `Flavor` trait.
+//! under test behind one `Flavor` trait; and the small helpers of the
+//! custom harnesses (watchdog, statistics, arguments).
 
 use std::ops::Range;
 use std::process::Command;
-use std::sync::mpsc;
+use std::str::FromStr;
+use std::sync::{mpsc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
 /// The capacity of every channel (of every lane, for lanebus).
 pub const CAP: usize = 1024;
@@ -269,4 +273,53 @@ pub fn cpu_model() -> String {
                 .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| "?".to_string())
+}
+
+/// The run the watchdog is looking at: its label and start.
+pub static CURRENT: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+
+/// Checks `CURRENT` every second and aborts the process (exit status 2) if
+/// one run has taken longer than `limit`, so a hang shows which run hung.
+pub fn start_watchdog(limit: Duration) {
+    thread::spawn(move || loop {
+        thread::sleep(Duration::from_secs(1));
+        if let Some((label, since)) = &*CURRENT.lock().expect("watchdog lock") {
+            if since.elapsed() > limit {
+                eprintln!("watchdog: `{label}` still running after {limit:?}; aborting");
+                std::process::exit(2);
+            }
+        }
+    });
+}
+
+/// Median (the mean of the middle two for an even count), min and max of a
+/// non-empty sample.
+pub fn stats(xs: &[f64]) -> (f64, f64, f64) {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    let median = if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    };
+    (median, v[0], v[v.len() - 1])
+}
+
+/// The median of a non-empty sample, as in `stats`.
+pub fn median(xs: &[f64]) -> f64 {
+    stats(xs).0
+}
+
+/// A number, with `_` separators allowed; `fail`s with `usage` otherwise.
+pub fn number<T: FromStr>(s: &str, usage: &str) -> T {
+    s.replace('_', "")
+        .parse()
+        .unwrap_or_else(|_| fail(&format!("not a number: {s}"), usage))
+}
+
+/// Prints `msg` and the `usage` line to stderr and exits with status 2.
+pub fn fail(msg: &str, usage: &str) -> ! {
+    eprintln!("{msg}\n{usage}");
+    std::process::exit(2);
 }
