@@ -82,16 +82,20 @@ fn worker_does_not_park_past_a_busy_key() {
             }
             park_first(d)
         });
+    // A stranded message waits for ever, so a long limit still catches
+    // the bug; 5 s was too short under miri beside another job (it takes
+    // 8 s there on its own).
+    const PATIENCE: Duration = Duration::from_secs(120);
     tx.send((Some(7), 0)).unwrap();
     let start = Instant::now();
-    while pool.stats().processed == 0 && start.elapsed() < Duration::from_secs(5) {
+    while pool.stats().processed == 0 && start.elapsed() < PATIENCE {
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut batch: Vec<Keyed> = (1..=100).map(|i| (Some(7), i)).collect();
     batch.push((None, 999));
     tx.send_batch(&mut batch).unwrap();
     let start = Instant::now();
-    while !done.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+    while !done.load(Ordering::SeqCst) && start.elapsed() < PATIENCE {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(
