@@ -75,8 +75,8 @@ use serde::Serialize;
 #[macro_use]
 mod common;
 use common::{
-    fail, median, number, start_watchdog, stats, Crossbeam, Flavor, Flume, Kanal, Lanebus, Msg,
-    StdSync, Tally, CAP, CURRENT,
+    fail, median, number, start_watchdog, stats, Arg, Crossbeam, Flavor, Flume, Kanal, Lanebus,
+    Msg, StdSync, Tally, CAP, CURRENT,
 };
 
 /// Messages per `send_batch`/`recv_batch` in `batch_1p1c`.
@@ -587,24 +587,16 @@ fn parse_args() -> Config {
         warm_up: !quick,
         json: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .unwrap_or_else(|| fail(&format!("{name} needs a value"), USAGE))
-        };
-        match arg.as_str() {
-            "--bench" => {} // added by `cargo bench`
-            "--rounds" => config.rounds = number::<u64>(&value("--rounds"), USAGE) as usize,
-            "--messages" => config.messages = number(&value("--messages"), USAGE),
-            "--filter" => config.filter = Some(value("--filter")),
-            "--json" => config.json = Some(value("--json")),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            flag if flag.starts_with('-') => fail(&format!("unknown option {flag}"), USAGE),
-            substr => config.filter = Some(substr.to_string()),
+    for arg in common::args(USAGE) {
+        match arg {
+            Arg::Option(name, value) => match name.as_str() {
+                "--rounds" => config.rounds = number::<u64>(&value, USAGE) as usize,
+                "--messages" => config.messages = number(&value, USAGE),
+                "--filter" => config.filter = Some(value),
+                "--json" => config.json = Some(value),
+                _ => common::unknown(&name, USAGE),
+            },
+            Arg::Filter(substr) => config.filter = Some(substr),
         }
     }
     if config.rounds == 0 || config.messages < 16 {

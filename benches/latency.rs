@@ -135,8 +135,8 @@ use serde::Serialize;
 #[allow(dead_code)]
 mod common;
 use common::{
-    fail, number, start_watchdog, stats, Crossbeam, Flavor, Flume, Kanal, Lanebus, Msg, StdSync,
-    CAP, CURRENT,
+    fail, number, start_watchdog, stats, Arg, Crossbeam, Flavor, Flume, Kanal, Lanebus, Msg,
+    StdSync, CAP, CURRENT,
 };
 
 const DEFAULT_ROUNDS: usize = 5;
@@ -1143,24 +1143,16 @@ fn parse_args() -> Config {
         filter: None,
         json: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .unwrap_or_else(|| fail(&format!("{name} needs a value"), USAGE))
-        };
-        match arg.as_str() {
-            "--bench" => {} // added by `cargo bench`
-            "--rounds" => config.rounds = number::<u64>(&value("--rounds"), USAGE) as usize,
-            "--samples" => config.samples = number(&value("--samples"), USAGE),
-            "--filter" => config.filter = Some(value("--filter")),
-            "--json" => config.json = Some(value("--json")),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            flag if flag.starts_with('-') => fail(&format!("unknown option {flag}"), USAGE),
-            substr => config.filter = Some(substr.to_string()),
+    for arg in common::args(USAGE) {
+        match arg {
+            Arg::Option(name, value) => match name.as_str() {
+                "--rounds" => config.rounds = number::<u64>(&value, USAGE) as usize,
+                "--samples" => config.samples = number(&value, USAGE),
+                "--filter" => config.filter = Some(value),
+                "--json" => config.json = Some(value),
+                _ => common::unknown(&name, USAGE),
+            },
+            Arg::Filter(substr) => config.filter = Some(substr),
         }
     }
     if config.rounds == 0 || config.samples == 0 {

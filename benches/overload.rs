@@ -138,7 +138,7 @@ use serde::{Deserialize, Serialize};
 // other benches.
 #[allow(dead_code)]
 mod common;
-use common::{fail, number, Tally, CAP};
+use common::{fail, number, Arg, Tally, CAP};
 
 /// Payload bytes per message.
 const PAYLOAD: usize = 1024;
@@ -977,35 +977,27 @@ fn parse_args() -> Config {
         child: None,
         producers: 1,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .unwrap_or_else(|| fail(&format!("{name} needs a value"), USAGE))
-        };
-        match arg.as_str() {
-            "--bench" => {} // added by `cargo bench`
-            "--duration" => {
-                let s: f64 = number(&value("--duration"), USAGE);
-                if !(s > 0.0 && s < 3600.0) {
-                    fail("--duration must be between 0 and 3600 seconds", USAGE);
+    for arg in common::args(USAGE) {
+        match arg {
+            Arg::Option(name, value) => match name.as_str() {
+                "--duration" => {
+                    let s: f64 = number(&value, USAGE);
+                    if !(s > 0.0 && s < 3600.0) {
+                        fail("--duration must be between 0 and 3600 seconds", USAGE);
+                    }
+                    config.duration = Duration::from_secs_f64(s);
                 }
-                config.duration = Duration::from_secs_f64(s);
-            }
-            "--filter" => config.filter = Some(value("--filter")),
-            "--json" => config.json = Some(value("--json")),
-            "--rss-cap-mib" => config.rss_cap_mib = number(&value("--rss-cap-mib"), USAGE),
-            // Internal: the parent's arguments to a child.
-            "--child" => config.child = Some(value("--child")),
-            "--producers" => config.producers = number(&value("--producers"), USAGE),
-            "--rate" => config.rate = number(&value("--rate"), USAGE),
-            "--spin-steps" => config.spin_steps = number(&value("--spin-steps"), USAGE),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            flag if flag.starts_with('-') => fail(&format!("unknown option {flag}"), USAGE),
-            substr => config.filter = Some(substr.to_string()),
+                "--filter" => config.filter = Some(value),
+                "--json" => config.json = Some(value),
+                "--rss-cap-mib" => config.rss_cap_mib = number(&value, USAGE),
+                // Internal: the parent's arguments to a child.
+                "--child" => config.child = Some(value),
+                "--producers" => config.producers = number(&value, USAGE),
+                "--rate" => config.rate = number(&value, USAGE),
+                "--spin-steps" => config.spin_steps = number(&value, USAGE),
+                _ => common::unknown(&name, USAGE),
+            },
+            Arg::Filter(substr) => config.filter = Some(substr),
         }
     }
     config

@@ -318,6 +318,45 @@ pub fn number<T: FromStr>(s: &str, usage: &str) -> T {
         .unwrap_or_else(|_| fail(&format!("not a number: {s}"), usage))
 }
 
+/// One command-line argument of a custom harness, from [`args`].
+pub enum Arg {
+    /// `--name value`: every option of these harnesses takes a value.
+    Option(String, String),
+    /// A bare word: a scenario filter.
+    Filter(String),
+}
+
+/// The harness's command line: skips `--bench` (which `cargo bench` adds),
+/// answers `-h`/`--help` with `usage`, pairs every other `-`-argument with
+/// the one after it (and `fail`s if there is none). The caller matches the
+/// option names and `fail`s on one it does not know.
+pub fn args(usage: &str) -> Vec<Arg> {
+    let mut out = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--bench" => {}
+            "-h" | "--help" => {
+                println!("{usage}");
+                std::process::exit(0);
+            }
+            flag if flag.starts_with('-') => {
+                let value = args
+                    .next()
+                    .unwrap_or_else(|| fail(&format!("{flag} needs a value"), usage));
+                out.push(Arg::Option(arg, value));
+            }
+            _ => out.push(Arg::Filter(arg)),
+        }
+    }
+    out
+}
+
+/// `fail`s with "unknown option".
+pub fn unknown(option: &str, usage: &str) -> ! {
+    fail(&format!("unknown option {option}"), usage)
+}
+
 /// Prints `msg` and the `usage` line to stderr and exits with status 2.
 pub fn fail(msg: &str, usage: &str) -> ! {
     eprintln!("{msg}\n{usage}");
