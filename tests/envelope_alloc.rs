@@ -1,32 +1,21 @@
 //! Allocation counts: cloning an envelope allocates nothing, and hostile
 //! length prefixes allocate no more than the input holds.
 //!
-//! The counting allocator is global, so this binary has one test: nothing
-//! else allocates while it measures.
+//! The counting allocator counts per thread, and everything measured runs
+//! on the test's thread; the binary still has one test, so that nothing
+//! else of ours runs beside it.
 
-use std::alloc::System;
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
+use common::{allocated_by as allocated, ThreadCountingAlloc};
 use lanebus::{Codec, Envelope, Header};
 use serde::de::DeserializeOwned;
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// Bytes allocated (including growth by realloc) while running `f`.
-fn allocated<R>(f: impl FnOnce() -> R) -> (R, usize, usize) {
-    let region = Region::new(GLOBAL);
-    let result = f();
-    let change = region.change();
-    let grown = usize::try_from(change.bytes_reallocated.max(0)).unwrap();
-    (
-        result,
-        change.allocations + change.reallocations,
-        change.bytes_allocated + grown,
-    )
-}
+static GLOBAL: ThreadCountingAlloc = ThreadCountingAlloc;
 
 /// The bincode encoding of a length prefix `len` (varint, 9 bytes).
 fn claim(len: u64) -> Vec<u8> {

@@ -141,3 +141,62 @@ impl Wake for CountingWaker {
         self.wakes.fetch_add(1, Ordering::SeqCst);
     }
 }
+
+/// A global allocator that counts, per thread, the allocations (and
+/// reallocations) and bytes (including growth by realloc) the thread asks
+/// for. Per thread, so that the test harness's own allocations on its main
+/// thread (say its "has been running for over 60 seconds" notice, which
+/// fired in the middle of a measurement under miri) are not charged to the
+/// code under test.
+pub struct ThreadCountingAlloc;
+
+std::thread_local! {
+    /// (allocations, bytes) of this thread. A `const`-initialised `Cell`
+    /// of plain data: accessing it never allocates.
+    static ALLOCATED: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+fn note_allocation(bytes: usize) {
+    let _ = ALLOCATED.try_with(|c| {
+        let (n, b) = c.get();
+        c.set((n + 1, b + bytes));
+    });
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments,
+// so `System`'s guarantees hold; counting touches only a thread-local
+// `Cell` and never allocates.
+unsafe impl std::alloc::GlobalAlloc for ThreadCountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        // SAFETY: our caller's contract is `System`'s.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        // SAFETY: as in `alloc`.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        note_allocation(new_size.saturating_sub(layout.size()));
+        // SAFETY: as in `alloc`.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: as in `alloc`.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+/// Runs `f` and answers its result with the allocations (and
+/// reallocations) and bytes this thread asked for meanwhile; needs
+/// [`ThreadCountingAlloc`] as the global allocator.
+pub fn allocated_by<R>(f: impl FnOnce() -> R) -> (R, usize, usize) {
+    let (n0, b0) = ALLOCATED.with(|c| c.get());
+    let result = f();
+    let (n1, b1) = ALLOCATED.with(|c| c.get());
+    (result, n1 - n0, b1 - b0)
+}
