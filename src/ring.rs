@@ -133,9 +133,16 @@ impl<T> Ring<T> {
     fn slot(&self, pos: usize) -> &Slot<T> {
         let index = pos & (self.mark_bit - 1);
         debug_assert!(index < self.cap);
+        // A raw pointer to the one slot, not `&self.slots[index]`: that
+        // would first make a reference to the whole slice, which miri
+        // retags slot by slot (the interior-mutable parts) on every access,
+        // making each access cost in proportion to the capacity under miri.
+        let base = (&raw const *self.slots).cast::<Slot<T>>();
         // SAFETY: `index` is the index part of a position, always `< cap`
-        // (positions are built by `next`, which wraps at `cap`).
-        unsafe { self.slots.get_unchecked(index) }
+        // (positions are built by `next`, which wraps at `cap`), so the
+        // pointer is in bounds of the live allocation `slots` owns, and
+        // only shared references to a slot are ever made.
+        unsafe { &*base.add(index) }
     }
 
     /// Pushes `value`, or hands it back if the ring is full or closed.
@@ -517,11 +524,13 @@ impl<T> Drop for Ring<T> {
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Relaxed) & !self.mark_bit;
         let hix = head & (self.mark_bit - 1);
+        // One reference to the slice for the whole loop (see `slot`).
+        let slots: &[Slot<T>] = &self.slots;
         for i in 0..self.distance(head, tail) {
             let index = (hix + i) % self.cap;
             // SAFETY: `index` lies in the queued run head..tail, so its value
             // is initialised and not read by anyone else (`&mut self`).
-            self.slots[index]
+            slots[index]
                 .value
                 .with_mut(|p| unsafe { (*p).assume_init_drop() });
         }

@@ -472,8 +472,8 @@ fn handle_debug() {
 #[test]
 fn sender_on_a_full_lane_takes_a_single_freed_slot() {
     // Far above the pacing's low-water mark (min(128, CAP / 2)). Under
-    // miri, where every slot access costs in proportion to the ring's
-    // size, 256 keeps the mark at 128.
+    // miri, where a send or receive takes ~10 ms, 256 keeps the mark at
+    // 128 with a quarter of the messages.
     const CAP: u32 = if cfg!(miri) { 256 } else { 1024 };
     let (tx, rx) = lanebus::bounded::<u32>(CAP as usize);
     for i in 0..CAP {
