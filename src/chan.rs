@@ -294,9 +294,8 @@ impl<T> Chan<T> {
 
     // ----- receiving -----
 
-    /// Scans the lanes from the highest priority down and pops the first
-    /// message found; wakes a sender of that lane.
-    #[inline]
+    /// [`Chan::try_recv_or`] as a [`Recv`] (for tests).
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn try_recv(&self) -> Recv<T> {
         match self.try_recv_tagged() {
             Recv::Item((_, v)) => Recv::Item(v),
@@ -306,7 +305,26 @@ impl<T> Chan<T> {
         }
     }
 
-    /// [`Chan::try_recv`], also telling which lane the message came from.
+    /// Scans the lanes from the highest priority down and pops the first
+    /// message found (waking a sender of its lane), answering with the
+    /// caller's errors: `empty` when nothing is queued (or a send is still
+    /// being written), `disconnected` once closed and empty. The message moves once, out of its slot into
+    /// the result: going through [`Recv`] and then the caller's `Result`
+    /// copied a 256-byte message three more times.
+    #[inline]
+    pub(crate) fn try_recv_or<E>(&self, empty: E, disconnected: E) -> Result<T, E> {
+        let mut out = MaybeUninit::<T>::uninit();
+        // SAFETY: `out` is a place for one `T`.
+        match unsafe { self.try_recv_into(out.as_mut_ptr()) } {
+            // SAFETY: `Item` means a message was moved to `out`.
+            Recv::Item(_) => Ok(unsafe { out.assume_init() }),
+            Recv::Empty | Recv::Busy => Err(empty),
+            Recv::Disconnected => Err(disconnected),
+        }
+    }
+
+    /// A non-blocking receive as a [`Recv`], also telling which lane the
+    /// message came from.
     #[inline(always)]
     fn try_recv_tagged(&self) -> Recv<(usize, T)> {
         let mut out = MaybeUninit::<T>::uninit();
@@ -462,6 +480,8 @@ impl<T> Chan<T> {
         }
     }
 
+    /// A receive attempt as an [`Attempt`] carrying the message.
+    #[cfg(all(test, not(loom)))]
     fn recv_attempt(&self) -> Attempt<Option<T>> {
         match self.try_recv() {
             Recv::Item(v) => Attempt::Done(Some(v)),
@@ -487,17 +507,11 @@ impl<T> Chan<T> {
     ) -> Result<T, E> {
         let mut out = MaybeUninit::<T>::uninit();
         let place = out.as_mut_ptr();
-        let got = self.recv_waiters.block(deadline, || {
-            // SAFETY: `place` is `out`, a place for one `T`. Only an
-            // `Item` writes it, and that ends the loop: no message is
-            // overwritten.
-            match unsafe { self.try_recv_into(place) } {
-                Recv::Item(_) => Attempt::Done(true),
-                Recv::Disconnected => Attempt::Done(false),
-                Recv::Empty => Attempt::Wait,
-                Recv::Busy => Attempt::Busy,
-            }
-        });
+        // SAFETY: `place` is `out`, a place for one `T`. Only `Done(true)`
+        // writes it, and that ends the wait: no message is overwritten.
+        let got = self
+            .recv_waiters
+            .block(deadline, || unsafe { self.recv_attempt_into(place) });
         match got {
             // SAFETY: `Done(true)` only after a message was moved to `out`.
             Ok(true) => Ok(unsafe { out.assume_init() }),
@@ -506,15 +520,46 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Polls a receive; `Ready(None)` means empty and closed.
+    /// One receive attempt as an [`Attempt`]: `Done(true)` once a message
+    /// was moved to `place`, `Done(false)` once closed and empty.
+    ///
+    /// # Safety
+    ///
+    /// `place` must be valid for writing one `T`; only `Done(true)` writes
+    /// it, and the caller then owns the message there.
+    #[inline(always)]
+    unsafe fn recv_attempt_into(&self, place: *mut T) -> Attempt<bool> {
+        // SAFETY: passed on from our caller.
+        match unsafe { self.try_recv_into(place) } {
+            Recv::Item(_) => Attempt::Done(true),
+            Recv::Disconnected => Attempt::Done(false),
+            Recv::Empty => Attempt::Wait,
+            Recv::Busy => Attempt::Busy,
+        }
+    }
+
+    /// Polls a receive; `Ready(None)` means empty and closed. As in
+    /// [`Chan::recv`], the message moves from its slot to a local and from
+    /// there to the result, not through each layer's enum.
     pub(crate) fn poll_recv(
         &self,
         wait: &mut Option<WaitId>,
         sticky: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Option<T>> {
-        self.recv_waiters
-            .poll(wait, sticky, cx, || self.recv_attempt())
+        let mut out = MaybeUninit::<T>::uninit();
+        let place = out.as_mut_ptr();
+        // SAFETY: as in `recv`: `place` is `out`, and only `Done(true)`,
+        // which ends the poll, writes it.
+        let got = self.recv_waiters.poll(wait, sticky, cx, || unsafe {
+            self.recv_attempt_into(place)
+        });
+        match got {
+            // SAFETY: `Done(true)` only after a message was moved to `out`.
+            Poll::Ready(true) => Poll::Ready(Some(unsafe { out.assume_init() })),
+            Poll::Ready(false) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Takes up to `max` messages that are ready now, highest lane first.

@@ -4,7 +4,7 @@
 use core::fmt;
 use std::time::{Duration, Instant};
 
-use crate::chan::{Chan, Recv};
+use crate::chan::Chan;
 use crate::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -406,13 +406,10 @@ impl<T> Receiver<T> {
     /// [`TryRecvError::Empty`], or [`TryRecvError::Disconnected`] once the
     /// channel is closed and every lane is empty.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        match self.chan.try_recv() {
-            Recv::Item(v) => Ok(v),
-            // Busy: a send is in progress but has not finished; as far as
-            // this call can tell, nothing is there yet.
-            Recv::Empty | Recv::Busy => Err(TryRecvError::Empty),
-            Recv::Disconnected => Err(TryRecvError::Disconnected),
-        }
+        // Busy (a send in progress but not finished) counts as empty: as
+        // far as this call can tell, nothing is there yet.
+        self.chan
+            .try_recv_or(TryRecvError::Empty, TryRecvError::Disconnected)
     }
 
     /// Receives the highest-priority message, waiting at most `timeout`.
