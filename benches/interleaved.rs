@@ -54,6 +54,22 @@
 //! and the harness panics unless every number arrived exactly once. Before
 //! the timed rounds, one untimed warm-up pass runs everything at N/10.
 //!
+//! # Placement (`--pin`, Linux only)
+//!
+//! Without `--pin` the kernel places the threads, and on 2 cores where it
+//! puts them decides much of a run: a producer and the consumer that takes
+//! its messages on one core pass messages through that core's cache, on
+//! two cores through the cores' caches in turn. `--pin` fixes the placement
+//! (on the cores this process may use, in order), so each can be measured:
+//!
+//! - `pairs`: producer `i` and consumer `i` on core `i mod cores`;
+//! - `split`: every producer on the first core, every consumer on the
+//!   second, so every message crosses from one core to the other;
+//! - `one`: every thread on the first core.
+//!
+//! A channel that reads the number of cores once may already have read it
+//! unpinned (lanebus reads it at its first wait).
+//!
 //! # Reading the table
 //!
 //! Each channel cell is the median throughput over the rounds in millions of
@@ -184,13 +200,81 @@ struct Span {
     end: Instant,
 }
 
-/// Spawns a worker that waits at `barrier`, then runs `work`, timing it.
+/// Where `--pin` puts the workers (module docs, "Placement").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pin {
+    /// Wherever the kernel puts them.
+    Free,
+    Pairs,
+    Split,
+    One,
+}
+
+/// The placement of this run, set once from the command line.
+static PIN: std::sync::OnceLock<Pin> = std::sync::OnceLock::new();
+
+/// Which side of the channel a worker is on.
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Producer,
+    Consumer,
+}
+
+/// The cores this process may use, in order.
+#[cfg(target_os = "linux")]
+fn allowed_cores() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data, valid when zeroed; the call
+    // writes at most `size_of::<cpu_set_t>()` bytes into `set`.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            fail("sched_getaffinity failed", USAGE);
+        }
+        set
+    };
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `i` is below `CPU_SETSIZE`, the size of the set.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect()
+}
+
+/// Pins the calling thread, worker `index` of its `role`, as `--pin` says.
+fn place(role: Role, index: usize) {
+    let pin = *PIN.get().unwrap_or(&Pin::Free);
+    if pin == Pin::Free {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let cores = allowed_cores();
+        let core = match (pin, role) {
+            (Pin::Pairs, _) => cores[index % cores.len()],
+            (Pin::Split, Role::Producer) | (Pin::One, _) => cores[0],
+            (Pin::Split, Role::Consumer) => cores[1 % cores.len()],
+            (Pin::Free, _) => unreachable!(),
+        };
+        // SAFETY: as in `allowed_cores`; `core` is below `CPU_SETSIZE`.
+        let ok = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(core, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        };
+        assert!(ok, "cannot pin a worker to core {core}");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (role, index);
+}
+
+/// Spawns a worker, `index` of its `role`, that waits at `barrier`, then
+/// runs `work`, timing it.
 fn worker<R: Send + 'static>(
     barrier: &Arc<Barrier>,
+    (role, index): (Role, usize),
     work: impl FnOnce() -> R + Send + 'static,
 ) -> thread::JoinHandle<(Span, R)> {
     let barrier = barrier.clone();
     thread::spawn(move || {
+        place(role, index);
         barrier.wait();
         let start = Instant::now();
         let result = work();
@@ -221,7 +305,7 @@ fn run<T: Msg, F: Flavor<T>>(shape: Shape) -> Duration {
     let senders: Vec<_> = (0..producers as u64)
         .map(|p| {
             let tx = F::clone_tx(&tx);
-            worker(&barrier, move || {
+            worker(&barrier, (Role::Producer, p as usize), move || {
                 F::produce(&tx, p * per_producer..(p + 1) * per_producer);
             })
         })
@@ -236,7 +320,7 @@ fn run<T: Msg, F: Flavor<T>>(shape: Shape) -> Duration {
             } else {
                 F::clone_rx(rx.as_ref().expect("receiver"))
             };
-            worker(&barrier, move || F::consume(&rx))
+            worker(&barrier, (Role::Consumer, c), move || F::consume(&rx))
         })
         .collect();
 
@@ -481,7 +565,13 @@ fn header(config: &Config, date: &str) -> String {
          N = {n} messages per run; capacity {CAP}; \
          M msg/s median [min-max] over rounds; batch_1p1c: lanebus send_batch/recv_batch \
          of {BATCH}, peers per message; lane_urgent/lane_low: lanebus with all traffic \
-         on its first/last lane.",
+         on its first/last lane; threads placed: {pin}.",
+        pin = match config.pin {
+            Pin::Free => "by the kernel",
+            Pin::Pairs => "--pin pairs (producer i and consumer i on core i mod cores)",
+            Pin::Split => "--pin split (producers on the first core, consumers on the second)",
+            Pin::One => "--pin one (all on the first core)",
+        },
         nproc = common::command_line("nproc", &[]),
         cpu = common::cpu_model(),
         rounds = config.rounds,
@@ -573,10 +663,25 @@ struct Config {
     warm_up: bool,
     /// Where `--json` writes the results, besides the table on stdout.
     json: Option<String>,
+    /// `--pin`: where the workers run.
+    pin: Pin,
 }
 
-const USAGE: &str =
-    "usage: interleaved [--rounds R] [--messages N] [--json FILE] [--filter SUBSTR | SUBSTR]";
+/// The value of `--pin`.
+fn pin_arg(value: &str) -> Pin {
+    if cfg!(not(target_os = "linux")) {
+        fail("--pin works on Linux only", USAGE);
+    }
+    match value {
+        "pairs" => Pin::Pairs,
+        "split" => Pin::Split,
+        "one" => Pin::One,
+        _ => fail(&format!("--pin {value}: not pairs, split or one"), USAGE),
+    }
+}
+
+const USAGE: &str = "usage: interleaved [--rounds R] [--messages N] [--json FILE] \
+                     [--pin pairs|split|one] [--filter SUBSTR | SUBSTR]";
 
 fn parse_args() -> Config {
     let quick = std::env::var("LANEBUS_BENCH_QUICK").is_ok_and(|v| v == "1");
@@ -586,6 +691,7 @@ fn parse_args() -> Config {
         filter: None,
         warm_up: !quick,
         json: None,
+        pin: Pin::Free,
     };
     for arg in common::args(USAGE) {
         match arg {
@@ -594,6 +700,7 @@ fn parse_args() -> Config {
                 "--messages" => config.messages = number(&value, USAGE),
                 "--filter" => config.filter = Some(value),
                 "--json" => config.json = Some(value),
+                "--pin" => config.pin = pin_arg(&value),
                 _ => common::unknown(&name, USAGE),
             },
             Arg::Filter(substr) => config.filter = Some(substr),
@@ -611,6 +718,7 @@ fn parse_args() -> Config {
 
 fn main() {
     let config = parse_args();
+    PIN.set(config.pin).expect("set once");
     let mut scenarios = scenarios(config.messages);
     if let Some(filter) = &config.filter {
         scenarios.retain(|s| s.name.contains(filter.as_str()));
