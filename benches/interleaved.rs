@@ -70,6 +70,20 @@
 //! A channel that reads the number of cores once may already have read it
 //! unpinned (lanebus reads it at its first wait).
 //!
+//! # Cross-core latency
+//!
+//! Before every scenario of every round, two threads pinned to the first
+//! two cores this process may use pass a cache line back and forth
+//! (Linux only), and the one-way time is recorded. On the VM this was
+//! written on it is bimodal: ~15 ns while its two vCPUs are hyperthreads of
+//! one physical core (sharing L1 and L2), ~170 ns while they are apart,
+//! and the host switches between the two every few minutes. A ring whose
+//! producers and consumers run on both cores moves every message across;
+//! a lock whose threads mostly sleep keeps them on one core. So after the
+//! table the paired ratios are given again, split by the latency measured
+//! before each run (below [`NEAR_NS`]: "near"), and the JSON file holds
+//! every measurement (`cross_core_ns`, per scenario and round).
+//!
 //! # Reading the table
 //!
 //! Each channel cell is the median throughput over the rounds in millions of
@@ -253,16 +267,72 @@ fn place(role: Role, index: usize) {
             (Pin::Split, Role::Consumer) => cores[1 % cores.len()],
             (Pin::Free, _) => unreachable!(),
         };
-        // SAFETY: as in `allowed_cores`; `core` is below `CPU_SETSIZE`.
-        let ok = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(core, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-        };
-        assert!(ok, "cannot pin a worker to core {core}");
+        pin_to(core);
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (role, index);
+}
+
+/// Below this one-way cross-core latency the two cores count as near
+/// (module docs, "Cross-core latency").
+const NEAR_NS: f64 = 60.0;
+
+/// One-way time of a cache line between the first two cores this process
+/// may use, in nanoseconds (the mean over 5,000 round trips); `None` where
+/// it cannot be measured.
+fn cross_core_ns() -> Option<f64> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        const TRIPS: u64 = 5_000;
+        let cores = allowed_cores();
+        if cores.len() < 2 {
+            return None;
+        }
+        let line = Arc::new(AtomicU64::new(0));
+        let echo = {
+            let line = line.clone();
+            let core = cores[1];
+            thread::spawn(move || {
+                pin_to(core);
+                for i in 0..TRIPS {
+                    while line.load(Ordering::Acquire) != 2 * i + 1 {
+                        std::hint::spin_loop();
+                    }
+                    line.store(2 * i + 2, Ordering::Release);
+                }
+            })
+        };
+        let back = thread::spawn(move || {
+            pin_to(cores[0]);
+            let start = Instant::now();
+            for i in 0..TRIPS {
+                line.store(2 * i + 1, Ordering::Release);
+                while line.load(Ordering::Acquire) != 2 * i + 2 {
+                    std::hint::spin_loop();
+                }
+            }
+            start.elapsed()
+        });
+        echo.join().expect("echo thread");
+        let took = back.join().expect("timing thread");
+        Some(took.as_nanos() as f64 / (2 * TRIPS) as f64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// Pins the calling thread to `core`.
+#[cfg(target_os = "linux")]
+fn pin_to(core: usize) {
+    // SAFETY: `cpu_set_t` is plain data, valid when zeroed; `core` is one
+    // of `allowed_cores`, below `CPU_SETSIZE`.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    assert!(ok, "cannot pin a thread to core {core}");
 }
 
 /// Spawns a worker, `index` of its `role`, that waits at `barrier`, then
@@ -446,14 +516,19 @@ type Results = Vec<Vec<Vec<f64>>>;
 
 /// Runs every contender of every scenario once per round, rotating the
 /// contender order by one each round so that no channel is always first.
-fn run_rounds(scenarios: &[Scenario], rounds: usize) -> Results {
+/// Runs every round; also answers the cross-core latency measured before
+/// each scenario of each round (`[scenario][round]`, empty where it cannot
+/// be measured).
+fn run_rounds(scenarios: &[Scenario], rounds: usize) -> (Results, Vec<Vec<f64>>) {
     let mut results: Results = scenarios
         .iter()
         .map(|s| vec![Vec::with_capacity(rounds); s.contenders.len()])
         .collect();
+    let mut latency = vec![Vec::with_capacity(rounds); scenarios.len()];
     for round in 0..rounds {
         let started = Instant::now();
-        for (scenario, rates) in scenarios.iter().zip(&mut results) {
+        for ((scenario, rates), lat) in scenarios.iter().zip(&mut results).zip(&mut latency) {
+            lat.extend(cross_core_ns());
             let n = scenario.contenders.len();
             for i in (0..n).map(|k| (k + round) % n) {
                 let elapsed = timed_run(scenario, i, scenario.shape);
@@ -466,7 +541,7 @@ fn run_rounds(scenarios: &[Scenario], rounds: usize) -> Results {
             started.elapsed().as_secs_f64()
         );
     }
-    results
+    (results, latency)
 }
 
 /// One untimed pass over everything with a tenth of the messages, so thread
@@ -507,8 +582,8 @@ fn cell(xs: &[f64]) -> String {
     format!("{med:.1} [{lo:.1}-{hi:.1}]")
 }
 
-/// `lanebus / best peer` and the paired per-round ratio against that peer.
-fn ratios(scenario: &Scenario, rates: &[Vec<f64>]) -> (String, String) {
+/// The index of lanebus in `scenario` and of the peer with the best median.
+fn lanebus_and_best(scenario: &Scenario, rates: &[Vec<f64>]) -> (usize, usize) {
     let lanebus = scenario
         .contenders
         .iter()
@@ -518,6 +593,55 @@ fn ratios(scenario: &Scenario, rates: &[Vec<f64>]) -> (String, String) {
         .filter(|&i| i != lanebus)
         .max_by(|&a, &b| median(&rates[a]).total_cmp(&median(&rates[b])))
         .expect("every scenario has a peer");
+    (lanebus, best)
+}
+
+/// The paired ratios split by the cross-core latency measured before each
+/// run (module docs, "Cross-core latency"); empty if it was not measured.
+fn by_latency(scenarios: &[Scenario], results: &Results, latency: &[Vec<f64>]) -> String {
+    let all: Vec<f64> = latency.iter().flatten().copied().collect();
+    if all.is_empty() {
+        return String::new();
+    }
+    let (med, lo, hi) = stats(&all);
+    let mut out = format!(
+        "Cross-core latency (one way, first two cores, before each scenario of each round): \
+         median {med:.0} ns [{lo:.0}-{hi:.0}]; near = below {NEAR_NS:.0} ns.\n\n\
+         | scenario | peer | paired, near cores | rounds | paired, far cores | rounds |\n\
+         |---|---|---:|---:|---:|---:|\n"
+    );
+    for ((scenario, rates), lat) in scenarios.iter().zip(results).zip(latency) {
+        let (lanebus, best) = lanebus_and_best(scenario, rates);
+        let mut near = Vec::new();
+        let mut far = Vec::new();
+        for ((l, p), ns) in rates[lanebus].iter().zip(&rates[best]).zip(lat) {
+            if *ns < NEAR_NS { &mut near } else { &mut far }.push(l / p);
+        }
+        let show = |xs: &[f64]| {
+            if xs.is_empty() {
+                "-".to_string()
+            } else {
+                let (m, lo, hi) = stats(xs);
+                format!("{m:.2} [{lo:.2}-{hi:.2}]")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            scenario.name,
+            scenario.contenders[best].column,
+            show(&near),
+            near.len(),
+            show(&far),
+            far.len()
+        );
+    }
+    out
+}
+
+/// `lanebus / best peer` and the paired per-round ratio against that peer.
+fn ratios(scenario: &Scenario, rates: &[Vec<f64>]) -> (String, String) {
+    let (lanebus, best) = lanebus_and_best(scenario, rates);
     let ratio = median(&rates[lanebus]) / median(&rates[best]);
     let paired: Vec<f64> = rates[lanebus]
         .iter()
@@ -600,6 +724,8 @@ struct JsonScenario<'a> {
     consumers: usize,
     threads: usize,
     message: &'static str,
+    /// One-way cross-core latency before this scenario, per round, in ns.
+    cross_core_ns: &'a [f64],
     channels: Vec<JsonChannel<'a>>,
 }
 
@@ -612,7 +738,12 @@ struct JsonChannel<'a> {
     rounds: &'a [f64],
 }
 
-fn json(config: &Config, date: &str, scenarios: &[Scenario], results: &Results) -> String {
+fn json(
+    config: &Config,
+    date: &str,
+    scenarios: &[Scenario],
+    (results, latency): (&Results, &[Vec<f64>]),
+) -> String {
     let report = JsonReport {
         date_utc: date,
         nproc: common::command_line("nproc", &[]).parse().unwrap_or(0),
@@ -624,13 +755,15 @@ fn json(config: &Config, date: &str, scenarios: &[Scenario], results: &Results) 
         scenarios: scenarios
             .iter()
             .zip(results)
-            .map(|(s, rates)| JsonScenario {
+            .zip(latency)
+            .map(|((s, rates), lat)| JsonScenario {
                 scenario: &s.name,
                 kind: s.kind,
                 producers: s.shape.producers,
                 consumers: s.shape.consumers,
                 threads: s.shape.producers + s.shape.consumers,
                 message: s.message,
+                cross_core_ns: lat,
                 channels: s
                     .contenders
                     .iter()
@@ -731,17 +864,22 @@ fn main() {
     if config.warm_up {
         warm_up(&scenarios);
     }
-    let results = run_rounds(&scenarios, config.rounds);
+    let (results, latency) = run_rounds(&scenarios, config.rounds);
     let date = common::command_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     println!("{}\n", header(&config, &date));
     print!("{}", table(&scenarios, &results));
+    let split = by_latency(&scenarios, &results, &latency);
+    if !split.is_empty() {
+        print!("\n{split}");
+    }
     println!(
         "\n{} runs in {:.0} s.",
         config.rounds * scenarios.iter().map(|s| s.contenders.len()).sum::<usize>(),
         started.elapsed().as_secs_f64()
     );
     if let Some(path) = &config.json {
-        if let Err(e) = std::fs::write(path, json(&config, &date, &scenarios, &results)) {
+        if let Err(e) = std::fs::write(path, json(&config, &date, &scenarios, (&results, &latency)))
+        {
             eprintln!("cannot write {path}: {e}");
             std::process::exit(1);
         }
