@@ -308,9 +308,10 @@ impl<T> Chan<T> {
     /// Scans the lanes from the highest priority down and pops the first
     /// message found (waking a sender of its lane), answering with the
     /// caller's errors: `empty` when nothing is queued (or a send is still
-    /// being written), `disconnected` once closed and empty. The message moves once, out of its slot into
-    /// the result: going through [`Recv`] and then the caller's `Result`
-    /// copied a 256-byte message three more times.
+    /// being written), `disconnected` once closed and empty. The message
+    /// moves once, out of its slot into the result: going through [`Recv`]
+    /// and then the caller's `Result` copied a 256-byte message three more
+    /// times.
     #[inline]
     pub(crate) fn try_recv_or<E>(&self, empty: E, disconnected: E) -> Result<T, E> {
         let mut out = MaybeUninit::<T>::uninit();
