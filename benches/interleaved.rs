@@ -239,13 +239,14 @@ enum Role {
 fn allowed_cores() -> Vec<usize> {
     // SAFETY: `cpu_set_t` is plain data, valid when zeroed; the call
     // writes at most `size_of::<cpu_set_t>()` bytes into `set`.
-    let set = unsafe {
+    let (set, status) = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            fail("sched_getaffinity failed", USAGE);
-        }
-        set
+        let status = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        (set, status)
     };
+    if status != 0 {
+        fail("sched_getaffinity failed", USAGE);
+    }
     (0..libc::CPU_SETSIZE as usize)
         // SAFETY: `i` is below `CPU_SETSIZE`, the size of the set.
         .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
