@@ -367,6 +367,24 @@ impl<T> Chan<T> {
         }
     }
 
+    /// The first step of [`Chan::scan`] alone, small enough to inline: one
+    /// pop attempt on the highest lane whose `ready` bit is set, unless a
+    /// receiver is clearing bits. `None` says nothing about the channel
+    /// (the caller then takes the full path); a message taken here is the
+    /// one `scan` would have taken first, with the same atomic operations.
+    #[inline(always)]
+    pub(crate) fn try_recv_once(&self) -> Option<T> {
+        // Acquire: as in `scan`.
+        let mask = self.ready.load(Ordering::Acquire);
+        if mask >= CLEARING || mask == 0 {
+            return None;
+        }
+        let lane = mask.trailing_zeros() as usize;
+        let value = self.lanes[lane].try_pop_once()?;
+        self.send_waiters[lane].notify(1);
+        Some(value)
+    }
+
     /// One pass over the lanes: first those whose `ready` bit is set,
     /// highest first, then (if that found nothing) the others, so that
     /// each lane is checked once and an answer other than `Item` means what
@@ -860,6 +878,45 @@ mod tests {
         chan.lanes[high].finish_write(pos, 20);
         assert_eq!(chan.try_recv_batch(&mut out, 8), Ok(3));
         assert_eq!(out, [1, 20, 21, 3]);
+    }
+
+    /// `try_recv_once` takes only what `scan` would take first, and when
+    /// it declines it leaves everything as it was for the full path.
+    #[test]
+    fn one_attempt_receive_declines_without_side_effects() {
+        let chan = chan();
+        let (urgent, normal, low) = (
+            Priority::Urgent.index(),
+            Priority::Normal.index(),
+            Priority::Low.index(),
+        );
+        assert_eq!(chan.try_recv_once(), None, "empty channel");
+        chan.try_send(low, 30).ok().unwrap();
+        chan.try_send(urgent, 10).ok().unwrap();
+        assert_eq!(chan.try_recv_once(), Some(10), "highest ready lane first");
+        // Urgent's bit is now stale (draining does not clear it): the one
+        // attempt looks there, finds nothing and declines, and the full
+        // path serves Low and clears the bit.
+        assert_ne!(chan.ready.load(Ordering::Relaxed) & (1 << urgent), 0);
+        assert_eq!(chan.try_recv_once(), None, "stale bit");
+        assert_eq!(chan.len(), 1, "declining took nothing");
+        assert_eq!(recv_now(&chan), Some(30));
+        assert_eq!(chan.ready.load(Ordering::Relaxed) & (1 << urgent), 0);
+
+        // An unfinished write at the front: decline, as `scan` would not
+        // take it either.
+        let pos = chan.lanes[normal].claim_without_writing();
+        chan.try_send(normal, 21).ok().unwrap();
+        assert_eq!(chan.try_recv_once(), None, "front slot being written");
+        chan.lanes[normal].finish_write(pos, 20);
+        assert_eq!(chan.try_recv_once(), Some(20));
+
+        // A receiver clearing bits: the mask cannot be trusted, decline.
+        chan.ready.fetch_add(CLEARING, Ordering::SeqCst);
+        assert_eq!(chan.try_recv_once(), None, "mask being cleared");
+        chan.ready.fetch_sub(CLEARING, Ordering::SeqCst);
+        assert_eq!(chan.try_recv_once(), Some(21));
+        assert_eq!(chan.len(), 0);
     }
 
     /// A waiter that registered and then took a message on its re-check

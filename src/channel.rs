@@ -395,7 +395,13 @@ impl<T> Receiver<T> {
     /// # Errors
     ///
     /// [`RecvError`] once the channel is closed and every lane is empty.
+    #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
+        // One inlined attempt first: when a message is there, the caller
+        // reads it straight from its slot (`Chan::try_recv_once`).
+        if let Some(value) = self.chan.try_recv_once() {
+            return Ok(value);
+        }
         self.chan.recv(None, RecvError, RecvError)
     }
 
@@ -405,7 +411,11 @@ impl<T> Receiver<T> {
     ///
     /// [`TryRecvError::Empty`], or [`TryRecvError::Disconnected`] once the
     /// channel is closed and every lane is empty.
+    #[inline]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        if let Some(value) = self.chan.try_recv_once() {
+            return Ok(value);
+        }
         // Busy (a send in progress but not finished) counts as empty: as
         // far as this call can tell, nothing is there yet.
         self.chan
@@ -418,7 +428,13 @@ impl<T> Receiver<T> {
     ///
     /// [`RecvTimeoutError::Timeout`], or [`RecvTimeoutError::Disconnected`]
     /// once the channel is closed and every lane is empty.
+    #[inline]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        // Before reading the clock: a message that is there needs no
+        // deadline.
+        if let Some(value) = self.chan.try_recv_once() {
+            return Ok(value);
+        }
         self.recv_deadline(Instant::now().checked_add(timeout))
     }
 
@@ -428,7 +444,11 @@ impl<T> Receiver<T> {
     /// # Errors
     ///
     /// As [`Receiver::recv_timeout`].
+    #[inline]
     pub fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        if let Some(value) = self.chan.try_recv_once() {
+            return Ok(value);
+        }
         self.chan.recv(
             deadline,
             RecvTimeoutError::Disconnected,

@@ -222,6 +222,37 @@ impl<T> Ring<T> {
         }
     }
 
+    /// One pop attempt that gives up at the first obstacle: `Some` if the
+    /// front slot was readable and this thread won it in one CAS, `None`
+    /// otherwise (empty, being written, a lost race: the caller falls back
+    /// to [`Ring::try_pop_into`]). A failed attempt changes nothing. It
+    /// returns the value rather than moving it to a place, so that once it
+    /// is inlined into the caller the compiler reads only what the caller
+    /// uses of a large message (the rest stays in the slot's cache lines).
+    #[inline(always)]
+    pub(crate) fn try_pop_once(&self) -> Option<T> {
+        let head = self.head.load(Ordering::Relaxed);
+        let slot = self.slot(head);
+        // Acquire: as in `try_pop_into`.
+        if slot.stamp.load(Ordering::Acquire) != head + 1 {
+            return None;
+        }
+        // SeqCst: as in `try_pop_into` (the publish half of the handshake
+        // with a parked sender).
+        self.head
+            .compare_exchange_weak(head, self.next(head), Ordering::SeqCst, Ordering::Relaxed)
+            .ok()?;
+        // SAFETY: as in `try_pop_into`: we won the CAS for position `head`
+        // and its producer finished writing, so this thread alone reads the
+        // slot until it stores the next stamp; the value moves out, and the
+        // slot counts as empty from that stamp on.
+        let value = slot.value.with(|p| unsafe { (*p).as_ptr().read() });
+        // Release: pairs with the Acquire stamp load in push.
+        slot.stamp
+            .store(head.wrapping_add(self.one_lap), Ordering::Release);
+        Some(value)
+    }
+
     /// [`Ring::try_pop`] that moves the value to `out` (and answers
     /// `Item(())`) rather than returning it. A blocking receive passes the
     /// place it returns from, so a large message is copied once out of its
