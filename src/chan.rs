@@ -566,6 +566,15 @@ impl<T> Chan<T> {
         sticky: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Option<T>> {
+        // Not registered: the one-shot pop is the first attempt of
+        // `WaitList::poll`, which would return at once on success. (A
+        // registered future must cancel its entry when it succeeds, so it
+        // takes the full path.)
+        if wait.is_none() {
+            if let Some(value) = self.try_recv_once() {
+                return Poll::Ready(Some(value));
+            }
+        }
         let mut out = MaybeUninit::<T>::uninit();
         let place = out.as_mut_ptr();
         // SAFETY: as in `recv`: `place` is `out`, and only `Done(true)`,
