@@ -435,7 +435,12 @@ impl<T> Receiver<T> {
         if let Some(value) = self.chan.try_recv_once() {
             return Ok(value);
         }
-        self.recv_deadline(Instant::now().checked_add(timeout))
+        // Straight to the full path: `recv_deadline` would try once more.
+        self.chan.recv(
+            Instant::now().checked_add(timeout),
+            RecvTimeoutError::Disconnected,
+            RecvTimeoutError::Timeout,
+        )
     }
 
     /// Receives the highest-priority message, waiting until `deadline`
