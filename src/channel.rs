@@ -4,7 +4,7 @@
 use core::fmt;
 use std::time::{Duration, Instant};
 
-use crate::chan::Chan;
+use crate::chan::{Chan, Slip};
 use crate::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -99,6 +99,7 @@ impl ChannelBuilder {
             Receiver {
                 chan,
                 stream_wait: None,
+                slip: Slip::new(),
             },
         )
     }
@@ -134,6 +135,8 @@ pub struct Sender<T> {
 pub struct Receiver<T> {
     pub(crate) chan: Arc<Chan<T>>,
     pub(crate) stream_wait: Option<WaitId>,
+    /// Whether waiting for a lane to fill pays off here (`Chan::slip`).
+    pub(crate) slip: Slip,
 }
 
 // SAFETY: `&Sender` only reaches `chan` (an `Arc<Chan<T>>`, itself
@@ -170,6 +173,7 @@ impl<T> Clone for Receiver<T> {
         Self {
             chan: self.chan.clone(),
             stream_wait: None,
+            slip: Slip::new(),
         }
     }
 }
@@ -402,6 +406,7 @@ impl<T> Receiver<T> {
         if let Some(value) = self.chan.try_recv_once() {
             return Ok(value);
         }
+        self.chan.slip(&self.slip);
         self.chan.recv(None, RecvError, RecvError)
     }
 

@@ -580,6 +580,39 @@ impl<T> Ring<T> {
         self.cap - self.distance(head, tail)
     }
 
+    /// Whether this ring's slots are a cache line or more (see
+    /// [`PREFETCH_MIN_SLOT`]): where a consumer that reads right behind the
+    /// producer trades several lines with it per message.
+    pub(crate) const LARGE_SLOTS: bool = size_of::<Slot<T>>() >= PREFETCH_MIN_SLOT;
+
+    /// `head`, from a relaxed load: a hint (for pacing a wait).
+    #[inline]
+    pub(crate) fn head_hint(&self) -> usize {
+        self.head.load(Ordering::Relaxed)
+    }
+
+    /// Whether the ring holds at least `depth` values counted from
+    /// position `head` (a value returned by [`Ring::head_hint`]), judged by
+    /// one relaxed load of the stamp of the `depth`-th slot: a hint that
+    /// may be stale, for pacing a wait, never for a decision. Reading one
+    /// stamp, not `tail`, leaves the line producers claim slots on alone.
+    /// `depth` must be in `1..=capacity`.
+    #[inline]
+    pub(crate) fn filled_hint(&self, head: usize, depth: usize) -> bool {
+        debug_assert!(depth >= 1 && depth <= self.cap);
+        let index = (head & (self.mark_bit - 1)) + depth - 1;
+        // The position `depth - 1` after `head`, as `next` would build it.
+        let pos = if index < self.cap {
+            head + depth - 1
+        } else {
+            (head & !(self.one_lap - 1))
+                .wrapping_add(self.one_lap)
+                .wrapping_add(index - self.cap)
+        };
+        // Written for this lap: the stamp a push leaves (`pos + 1`).
+        self.slot(pos).stamp.load(Ordering::Relaxed) == pos.wrapping_add(1)
+    }
+
     /// The number of values queued (a snapshot).
     pub(crate) fn len(&self) -> usize {
         loop {
