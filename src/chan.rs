@@ -26,7 +26,8 @@
 //! messages (slots of a cache line or more), first waits up to
 //! [`SLIP_BUDGET`] for a lane to fill [`SLIP_DEPTH`] slots deep before it
 //! starts the attempts above ([`Chan::slip`]); it watches one stamp per lane
-//! and takes nothing. A receiver that keeps up with its producer reads each
+//! and takes nothing. A message in the Urgent lane (or in a lane too short
+//! to wait on) ends it at once. A receiver that keeps up with its producer reads each
 //! slot right after it is written, so the slot's lines go back and forth
 //! between the two cores for every message; one that lets the producer
 //! get ahead reads lines the producer has finished with, and the misses
@@ -105,7 +106,7 @@ use crate::backoff::Backoff;
 use crate::error::{SendTimeoutError, TryRecvError, TrySendError};
 use crate::loom::{handshake_load, AtomicUsize, Ordering};
 use crate::pad::CachePadded;
-use crate::priority::LANES;
+use crate::priority::{Priority, LANES};
 use crate::ring::{Pop, PushError, Ring};
 use crate::wait::{Attempt, TimedOut, WaitId, WaitList};
 
@@ -142,8 +143,9 @@ const LOW_WATER: usize = 128;
 /// messages, kernel-placed threads, alternated): the deepest gained most.
 const SLIP_DEPTH: usize = 256;
 
-/// Lanes shallower than this many slots ([`SLIP_DEPTH`] clamped to half
-/// the capacity) are not waited on.
+/// Lanes whose depth ([`SLIP_DEPTH`] clamped to half the capacity) would
+/// be shallower than this are not waited on: their first message ends a
+/// slip, as the Urgent lane's does.
 const SLIP_MIN_DEPTH: usize = 16;
 
 /// The longest a receive slips. In the SPSC 256 B probe a slip mostly runs
@@ -626,9 +628,18 @@ impl<T> Chan<T> {
             slip.skip.store(skip - 1, Ordering::Relaxed);
             return;
         }
-        let depth: [usize; LANES] =
-            core::array::from_fn(|l| SLIP_DEPTH.min(self.lanes[l].capacity() / 2));
-        if depth.iter().all(|&d| d < SLIP_MIN_DEPTH) {
+        // The depth each lane is waited for. The Urgent lane, and lanes too
+        // short to slip on, end the slip with their first message: the
+        // wait is for throughput, and those are for latency.
+        let depth: [usize; LANES] = core::array::from_fn(|l| {
+            let d = SLIP_DEPTH.min(self.lanes[l].capacity() / 2);
+            if l == Priority::Urgent.index() || d < SLIP_MIN_DEPTH {
+                1
+            } else {
+                d
+            }
+        });
+        if depth.iter().all(|&d| d == 1) {
             return;
         }
         let heads: [usize; LANES] = core::array::from_fn(|l| self.lanes[l].head_hint());
@@ -641,10 +652,14 @@ impl<T> Chan<T> {
                 break;
             }
             for (lane, ring) in self.lanes.iter().enumerate() {
-                if depth[lane] >= SLIP_MIN_DEPTH
-                    && (ring.filled_hint(heads[lane], depth[lane])
-                        || ring.head_hint() != heads[lane])
-                {
+                if ring.filled_hint(heads[lane], depth[lane]) {
+                    if depth[lane] == 1 {
+                        // Nothing was waited for in vain: no judgement.
+                        return;
+                    }
+                    break 'wait;
+                }
+                if ring.head_hint() != heads[lane] {
                     break 'wait;
                 }
             }
@@ -956,7 +971,6 @@ impl<T> Drop for BatchSource<'_, T> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::priority::Priority;
 
     fn chan() -> Chan<u32> {
         Chan::new([4; LANES])
@@ -1025,8 +1039,9 @@ mod tests {
     /// it declines it leaves everything as it was for the full path.
     /// The slip's bookkeeping: a slip that ends with too little queued
     /// makes the next 1, then 2, … slips skip; one that finds a lane deep
-    /// enough resets that; neither takes a message; messages smaller than
-    /// a cache line never slip.
+    /// enough resets that; an Urgent message, or one in a short lane, ends
+    /// a slip without judgement; none takes a message; messages smaller
+    /// than a cache line never slip.
     #[test]
     fn slip_skips_after_slips_that_do_not_pay() {
         let state = |s: &Slip| {
@@ -1055,6 +1070,19 @@ mod tests {
         assert_eq!(state(&slip), (0, 0));
         assert_eq!(chan.len(), 32, "a slip takes nothing");
         assert_eq!(chan.try_recv_once(), Some([0; 256]));
+
+        // An Urgent message ends a slip at once, and is not held against it.
+        let chan = Chan::<[u8; 256]>::new([64; LANES]);
+        let slip = Slip::new();
+        chan.try_send(Priority::Urgent.index(), [7; 256]).unwrap();
+        chan.slip(&slip);
+        assert_eq!(state(&slip), (0, 0));
+        // So does a message in a lane too short to wait on (16 / 2 < 16).
+        let chan = Chan::<[u8; 256]>::new([64, 64, 64, 16]);
+        chan.try_send(Priority::Low.index(), [7; 256]).unwrap();
+        chan.slip(&slip);
+        assert_eq!(state(&slip), (0, 0));
+        assert_eq!(chan.len(), 1);
 
         let small = Chan::<u64>::new([64; LANES]);
         let slip = Slip::new();
