@@ -151,6 +151,21 @@ impl Policy {
     }
 }
 
+/// Whether this thread's waits spin at present: not on one core, nor while
+/// its yields keep handing its core to other threads (module docs). A wait
+/// that only spins, such as a receive's slip (`Chan::slip`), would only
+/// delay the thread it waits for then.
+#[inline]
+pub(crate) fn spinning_helps() -> bool {
+    Policy::for_this_wait().spin_steps > 0
+}
+
+/// Sets this thread's `crowded` count (for tests of callers).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn set_crowded_for_test(crowded: u8) {
+    CROWDED.with(|c| c.set(crowded.min(CROWDED_MAX)));
+}
+
 /// The cores this process may use, read once.
 #[cfg(not(loom))]
 #[inline]
