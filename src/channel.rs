@@ -404,9 +404,9 @@ impl<T> Receiver<T> {
     /// cache-line exchange per line of every message. A message in the
     /// Urgent lane ends that wait at once, and a receiver for which the
     /// waits do not fill the lane (request and reply, a trickle) stops
-    /// waiting, for longer each time. [`Receiver::try_recv`], [`Receiver::recv_deadline`],
-    /// [`Receiver::recv_timeout`], [`Receiver::recv_batch`] and the async
-    /// receive never wait this way.
+    /// waiting, for longer each time. [`Receiver::try_recv`],
+    /// [`Receiver::recv_deadline`], [`Receiver::recv_timeout`],
+    /// [`Receiver::recv_batch`] and the async receive never wait this way.
     ///
     /// # Errors
     ///

@@ -690,6 +690,31 @@ impl<T> Ring<T> {
 mod tests {
     use super::*;
 
+    /// `filled_hint` counts from a `head` through the wrap of the index
+    /// and into the next lap, and a slot still holding the previous lap's
+    /// value (or not yet written) does not count.
+    #[test]
+    fn filled_hint_counts_across_the_wrap() {
+        let ring = Ring::<u32>::new(5);
+        // Move head and tail to index 3 of lap 0.
+        for i in 0..3 {
+            assert!(ring.push(i).is_ok());
+            assert_eq!(ring.try_pop_once(), Some(i));
+        }
+        let head = ring.head_hint();
+        assert!(!ring.filled_hint(head, 1), "empty");
+        for i in 0..4 {
+            assert!(ring.push(10 + i).is_ok()); // indices 3, 4, then 0, 1 of lap 1
+        }
+        for depth in 1..=4 {
+            assert!(ring.filled_hint(head, depth), "depth {depth}");
+        }
+        // Index 2 of lap 1: its stamp is still the one lap 0's pop left.
+        assert!(!ring.filled_hint(head, 5));
+        assert!(ring.push(14).is_ok());
+        assert!(ring.filled_hint(head, 5));
+    }
+
     /// Large slots on a ring long enough to prefetch: values come out in
     /// order through several laps, with the slot ahead wrapping past the
     /// end (run under miri too, which checks the slot pointer arithmetic).
