@@ -46,11 +46,52 @@
 //! Shorter spins, longer yield phases and a cap on how many waiters spin
 //! at once were measured on two cores too, and none gave a gain that held
 //! across paired runs.
+//!
+//! # Lost races
+//!
+//! A producer that loses the CAS on a ring's `tail` (or a consumer on
+//! `head`) lost it to a thread that now owns that cache line. Retrying at
+//! once takes the line back across cores before the winner has used it,
+//! so on machines where a line takes long to cross, producers on two cores
+//! can trade it for every message. [`Backoff::spin`] therefore waits
+//! [`LOST_RACE_SPINS`] hints before the first retry (four `pause`s, about
+//! 100 ns on the bench machine's AMD EPYC, where one cross-core trip takes
+//! 15-40 ns while its vCPUs are "near" and ~170 ns while they are "far";
+//! see the README) and doubles from there, up to 256. Crossbeam's backoff
+//! starts from one hint, which is what this did before.
+//!
+//! Measured on the bench machine, M msg/s or paired ratio to the best
+//! peer, medians. A probe alternating the settings every few seconds
+//! (kernel-placed threads, capacity 1024, 33 far and 59 near alternations
+//! of each), ratio to starting from one hint: far 2p2c / 4p4c 256 B 1.06 /
+//! 1.25, `u64` 1.04 / 1.05; near within 4% except 256 B MPSC 0.88.
+//! `interleaved` (2-round runs alternated with the build starting from one
+//! hint, 73 of each, 2026-12-06), paired: far (10-35 rounds per row)
+//! `u64` 2p2c 0.44 → 0.82, 4p4c 0.56 → 0.70, 256 B 4p4c 0.29 → 0.40, 2p2c
+//! 0.59 → 0.53; near (111-136 rounds) 256 B MPSC 1.42 → 1.49, 2p2c 0.92 →
+//! 0.85, the rest within the noise. The noise is large: SPSC rows, which
+//! never lose a race, moved as much (near `u64` 0.90 → 0.68, far 0.33 →
+//! 0.75). A start of eight hints gained as much or more far (probe: 4p4c
+//! 256 B 1.54 and 1.11 in two 15-20 minute runs) but cost 256 B MPSC near
+//! in all three runs (probe 0.79; `interleaved` paired 1.62 → 1.37, and
+//! 33.1 → 28.2 M msg/s in the other run); starting from one hint and only
+//! raising the bound (to 512 or 4096 hints) gained nothing.
 
 use crate::loom::{spin_loop, yield_now};
 
-/// `1 << SPIN_LIMIT` is the longest run of `spin_loop` hints in one step.
+/// `1 << SPIN_LIMIT` is the longest run of `spin_loop` hints in one step
+/// of [`Backoff::snooze`] (and, times [`LOST_RACE_SPINS`], of
+/// [`Backoff::spin`]).
 const SPIN_LIMIT: u32 = 6;
+
+/// `spin_loop` hints in the first step of [`Backoff::spin`], the backoff
+/// after a lost race for a ring's `head` or `tail`; each later step
+/// doubles it, up to `LOST_RACE_SPINS << SPIN_LIMIT` (module docs, "Lost
+/// races"). One under loom, where every hint is a scheduling point.
+#[cfg(not(loom))]
+const LOST_RACE_SPINS: u32 = 4;
+#[cfg(loom)]
+const LOST_RACE_SPINS: u32 = 1;
 
 /// Steps after which [`Backoff::is_completed`] says "park now". Under loom it
 /// is zero so that the models go straight to the park/wake protocol (a
@@ -249,10 +290,12 @@ impl Backoff {
     }
 
     /// Backs off in a lock-free retry loop (a lost CAS): always spins, since
-    /// the other thread is making progress right now.
+    /// the other thread is making progress right now; from
+    /// [`LOST_RACE_SPINS`] hints at the first step (module docs, "Lost
+    /// races").
     #[inline]
     pub(crate) fn spin(&mut self) {
-        for _ in 0..1u32 << self.step.min(SPIN_LIMIT) {
+        for _ in 0..lost_race_spins(self.step) {
             spin_loop();
         }
         if self.step <= SPIN_LIMIT {
@@ -297,6 +340,12 @@ impl Backoff {
     }
 }
 
+/// The `spin_loop` hints of step `step` of [`Backoff::spin`].
+#[inline]
+fn lost_race_spins(step: u32) -> u32 {
+    LOST_RACE_SPINS << step.min(SPIN_LIMIT)
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -324,6 +373,20 @@ mod tests {
             steps_until_park(Policy::MULTI_CORE),
             (SPIN_LIMIT + 1, PARK_AFTER - SPIN_LIMIT - 1)
         );
+    }
+
+    #[test]
+    fn a_lost_race_backs_off_from_a_cross_core_trip_and_doubles_to_a_bound() {
+        let steps: Vec<u32> = (0..10).map(lost_race_spins).collect();
+        assert_eq!(&steps[..4], [4, 8, 16, 32]);
+        assert_eq!(steps[SPIN_LIMIT as usize], 4 << SPIN_LIMIT);
+        assert!(steps[SPIN_LIMIT as usize..].iter().all(|&n| n == 256));
+        // The step count stops growing at the bound too.
+        let mut backoff = Backoff::new();
+        for _ in 0..20 {
+            backoff.spin();
+        }
+        assert_eq!(backoff.step, SPIN_LIMIT + 1);
     }
 
     #[test]
