@@ -380,7 +380,8 @@ fn publishers_see_new_subscribers() {
 /// ids are unique.
 #[test]
 fn concurrent_exactly_once_per_subscriber() {
-    let per_publisher = scale(20_000, 200) as u32;
+    // 64 under miri: two publishers still fill the 64-message queues.
+    let per_publisher = scale(20_000, 64) as u32;
     let bus = Bus::builder().capacity(64).build();
     let plain = bus.subscribe("load.*").unwrap();
     let group = bus.group("load.*", "workers").unwrap();

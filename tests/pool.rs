@@ -38,7 +38,7 @@ impl Seen {
 
 #[test]
 fn every_message_is_acked_exactly_once() {
-    let n = scale(20_000, 200) as u64;
+    let n = scale(20_000, 96) as u64;
     let (tx, rx) = lanebus::bounded::<u64>(64);
     let seen = Arc::new(Seen::default());
     let s = seen.clone();

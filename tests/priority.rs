@@ -123,7 +123,7 @@ fn higher_lane_sent_before_recv_is_served_first() {
 #[test]
 fn fifo_per_producer_within_lane() {
     let producers = 4;
-    let n = scale(5_000, 50);
+    let n = scale(5_000, 20);
     for lane in Priority::ALL {
         let (tx, rx) = lanebus::bounded::<(usize, usize)>(3);
         thread::scope(|s| {
