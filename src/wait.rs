@@ -20,6 +20,8 @@
 //! without the notified state (it registered, then its re-check took a
 //! message), it calls [`WaitList::cancel_and_forward`] so that the wake-up
 //! reaches someone who can use it (the "notify_one lost wake-up" bug class).
+//! A blocking wait that times out while it holds an unused wake-up (its
+//! retries found only a write still under way) passes it on too.
 //!
 //! A *sticky* registration belongs to a handle rather than a future (a
 //! `Receiver` polled as a `Stream`, a `Sender` as a `Sink`): it stays in the
@@ -204,6 +206,11 @@ impl WaitList {
         let mut backoff = Backoff::new();
         let mut busy = Backoff::new();
         let mut registered: Option<WaitId> = None;
+        // Whether this waiter holds a wake-up it has not used: a notifier
+        // took its registration, and no attempt since found the condition
+        // plainly unmet (`Wait`: the wake-up's message or slot went to
+        // someone else). Giving up while holding one must pass it on.
+        let mut woken = false;
         loop {
             match attempt() {
                 Attempt::Done(r) => {
@@ -221,15 +228,22 @@ impl WaitList {
                     // spins first; it still yields if the writer was
                     // preempted.
                     if let Some(id) = registered.take() {
-                        self.cancel(id);
+                        woken |= !self.cancel(id);
                     }
                     if deadline.is_some_and(|d| Instant::now() >= d) {
+                        if woken {
+                            // The wake-up may be for a message behind the
+                            // write under way (or for that write): another
+                            // waiter must get it, or it could stay parked
+                            // with the message queued.
+                            self.notify(1);
+                        }
                         return Err(TimedOut);
                     }
                     busy.snooze();
                     continue;
                 }
-                Attempt::Wait => {}
+                Attempt::Wait => woken = false,
             }
             match registered.take() {
                 None => {
@@ -249,7 +263,7 @@ impl WaitList {
                     // Whether woken, timed out or spurious: leave the list
                     // and try again. A woken waiter always retries once, and
                     // that retry is what its wake-up was for.
-                    self.cancel(id);
+                    woken = !self.cancel(id);
                 }
             }
         }
@@ -352,5 +366,78 @@ impl WaitList {
         for entry in woken {
             entry.unpark.wake();
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A timed wait that a notifier picked, but whose retries find only a
+    /// write still under way (`Busy`) until its deadline, passes the
+    /// wake-up on: the other waiter, parked for the same event, wakes.
+    /// (Found in review: the timed-out waiter used to keep the wake-up, and
+    /// a receiver stayed parked with a message queued.)
+    #[test]
+    fn a_timed_out_waiter_passes_on_a_wake_up_it_holds() {
+        let list = Arc::new(WaitList::new());
+        let ready = Arc::new(AtomicBool::new(false));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // Long enough to register and set up the second waiter first, even
+        // under miri.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut other = None;
+        let got = list.block(Some(deadline), || {
+            if list.waiting() == 0 {
+                // Not registered yet: back off until `block` registers.
+                return Attempt::Wait;
+            }
+            if other.is_none() {
+                // Registered, first in the list. A second waiter registers
+                // behind us and parks.
+                let (their_list, their_ready) = (list.clone(), ready.clone());
+                let done = done_tx.clone();
+                other = Some(std::thread::spawn(move || {
+                    let got = their_list.block(None, || {
+                        if their_ready.load(Ordering::SeqCst) {
+                            Attempt::Done(())
+                        } else {
+                            Attempt::Wait
+                        }
+                    });
+                    done.send(()).expect("the test waits for this");
+                    got.is_ok()
+                }));
+                while list.waiting() < 2 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                // The event happens and one waiter is woken: the oldest, us.
+                ready.store(true, Ordering::SeqCst);
+                list.notify(1);
+                assert_eq!(list.waiting(), 1, "the notifier took our entry");
+            }
+            // Our retry finds the event still being written, until the
+            // deadline has passed.
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Attempt::<()>::Busy
+        });
+        assert!(got.is_err(), "the wait timed out");
+        let woke = done_rx.recv_timeout(Duration::from_secs(10)).is_ok();
+        if !woke {
+            // Release it so the test ends, then fail.
+            list.notify_all();
+        }
+        let other_ok = other.expect("second waiter").join().expect("no panic");
+        assert!(
+            woke,
+            "the other waiter stayed parked: the timed-out waiter kept the wake-up"
+        );
+        assert!(other_ok);
     }
 }
