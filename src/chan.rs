@@ -63,6 +63,12 @@
 //! won their CAS before the mark are then visible (or `Busy`), so an empty
 //! second scan means empty for ever.
 //!
+//! A send that finds its lane marked finishes the close the same way
+//! ([`Chan::finish_close`]) before it reports `Disconnected`, so that by
+//! then every lane is closed. Which `close` call "closed the channel" (its
+//! return value) is decided by its own bit in `closed`: a send finishing
+//! the close never takes that from the call under way.
+//!
 //! # The ready mask (a hint for finding a message, never for "empty")
 //!
 //! `ready` holds one "maybe non-empty" bit per lane (bits `0..LANES`) and,
@@ -168,6 +174,13 @@ const SLIP_WORTH: usize = 32;
 /// The most slips a receiver skips after slips that did not pay.
 const SLIP_MAX_SKIP: usize = 4096;
 
+/// Set in [`Chan::closed`] by [`Chan::close`] (a handle's `close`, or the
+/// last sender or receiver going away).
+const CLOSED_BY_CALL: usize = 1;
+/// Set in [`Chan::closed`] by a send that ran into a close under way
+/// ([`Chan::finish_close`]).
+const CLOSED_BY_SENDER: usize = 2;
+
 /// The lane bits of [`Chan::ready`].
 const LANE_BITS: usize = (1 << LANES) - 1;
 /// One receiver clearing bits of [`Chan::ready`].
@@ -204,7 +217,8 @@ pub(crate) struct Chan<T> {
     /// Bits `0..LANES`: lane `i` may be non-empty; above them, the number
     /// of receivers clearing bits (module docs, "The ready mask").
     ready: CachePadded<AtomicUsize>,
-    /// 0 while open, 1 once closed (a `usize` for [`handshake_load`]).
+    /// 0 while open, not 0 once closed: [`CLOSED_BY_CALL`] and/or
+    /// [`CLOSED_BY_SENDER`] (a `usize` for [`handshake_load`]).
     closed: CachePadded<AtomicUsize>,
     /// Live `Sender`s; the last one to go closes the channel.
     pub(crate) senders: AtomicUsize,
@@ -243,7 +257,7 @@ impl<T> Chan<T> {
                 // A close may be half-way (it marks the lanes one by one):
                 // finish it, so that once a send reports `Disconnected`,
                 // every lane is closed and `is_closed` is true.
-                self.close();
+                self.finish_close();
                 Err(TrySendError::Disconnected(v))
             }
         }
@@ -360,7 +374,7 @@ impl<T> Chan<T> {
                         self.recv_waiters.notify(k);
                     }
                     Err(()) => {
-                        self.close(); // as in `try_send`
+                        self.finish_close(); // as in `try_send`
                         return Attempt::Done(Err(()));
                     }
                 }
@@ -852,15 +866,30 @@ impl<T> Chan<T> {
     // ----- close and counts -----
 
     /// Closes every lane and wakes every waiter. Returns true if this call
-    /// closed the channel.
+    /// closed the channel: of racing calls, exactly one (the first to set
+    /// [`CLOSED_BY_CALL`]; a send that finishes a close it ran into does
+    /// not count, see [`Chan::finish_close`]).
     pub(crate) fn close(&self) -> bool {
-        let mut first = false;
+        self.close_as(CLOSED_BY_CALL)
+    }
+
+    /// Completes a close that a send ran into (its lane was marked): every
+    /// lane marked and `closed` set before the send reports `Disconnected`,
+    /// as if the close had finished. The `close` call under way still
+    /// reports that it closed the channel.
+    fn finish_close(&self) {
+        self.close_as(CLOSED_BY_SENDER);
+    }
+
+    /// Marks every lane, sets `bit` in `closed`, wakes every waiter; true
+    /// if `bit` was clear.
+    fn close_as(&self, bit: usize) -> bool {
         for ring in &self.lanes {
-            first |= ring.close();
+            ring.close();
         }
         // SeqCst RMW: the publish half of the close handshake with parking
         // receivers (they register, then `handshake_load` this flag).
-        self.closed.fetch_or(1, Ordering::SeqCst);
+        let first = self.closed.fetch_or(bit, Ordering::SeqCst) & bit == 0;
         self.recv_waiters.notify_all();
         for waiters in &self.send_waiters {
             waiters.notify_all();

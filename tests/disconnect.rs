@@ -273,3 +273,43 @@ fn close_racing_send() {
         assert_eq!(got, (0..sent).collect::<Vec<_>>());
     }
 }
+
+/// Racing `close` calls, from both sides and beside sends that run into
+/// the close: exactly one call reports that it closed the channel. (Before
+/// 2026-12-07 two could: each reported whether it marked *some* lane.)
+#[test]
+fn exactly_one_racing_close_reports_closing() {
+    let rounds = scale(300, 10);
+    for _ in 0..rounds {
+        let (tx, rx) = lanebus::bounded::<usize>(4);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(5));
+        let closers: Vec<_> = (0..4)
+            .map(|i| {
+                let (tx, rx, barrier) = (tx.clone(), rx.clone(), barrier.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    if i % 2 == 0 {
+                        tx.close()
+                    } else {
+                        rx.close()
+                    }
+                })
+            })
+            .collect();
+        barrier.wait();
+        // A send that runs into the close finishes it; that must not count.
+        let mut i = 0;
+        while tx.try_send_with(Priority::ALL[i % 4], i).is_ok() || !tx.is_closed() {
+            i += 1;
+            if i % 4 == 0 {
+                while rx.try_recv().is_ok() {}
+            }
+        }
+        let closed: usize = closers
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum();
+        assert_eq!(closed, 1, "exactly one close call reports it closed");
+        assert!(!tx.close() && !rx.close(), "closing again reports false");
+    }
+}

@@ -88,3 +88,41 @@ fn recv_after_close_drains_then_errs() {
         close.join().unwrap();
     });
 }
+
+/// `close` from a sender and from a receiver race each other and a
+/// `try_send` that may run into the close (and then finishes it): exactly
+/// one of the two calls reports that it closed the channel, and the send
+/// either got in (and is received) or handed its value back.
+#[test]
+fn racing_closes_exactly_one_reports_closing() {
+    common::model("racing_closes_exactly_one_reports_closing", || {
+        let (tx, rx) = lanebus::bounded::<u32>(2);
+        let (tx2, rx2) = (tx.clone(), rx.clone());
+        let from_sender = thread::spawn(move || tx2.close());
+        let from_receiver = thread::spawn(move || rx2.close());
+        let sent = match tx.try_send_with(Priority::High, 1) {
+            Ok(()) => true,
+            Err(TrySendError::Disconnected(v)) => {
+                assert_eq!(v, 1);
+                // Every lane is closed once a send says so.
+                assert!(tx.is_closed());
+                assert_eq!(
+                    tx.try_send_with(Priority::Urgent, 2),
+                    Err(TrySendError::Disconnected(2))
+                );
+                false
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        };
+        let a = from_sender.join().unwrap();
+        let b = from_receiver.join().unwrap();
+        assert!(
+            a != b,
+            "exactly one close reports closing (got {a} and {b})"
+        );
+        if sent {
+            assert_eq!(rx.try_recv(), Ok(1));
+        }
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    });
+}
