@@ -411,7 +411,7 @@ impl<T> Chan<T> {
     pub(crate) fn try_recv_or<E>(&self, empty: E, disconnected: E) -> Result<T, E> {
         let mut out = MaybeUninit::<T>::uninit();
         // SAFETY: `out` is a place for one `T`.
-        match unsafe { self.try_recv_into(out.as_mut_ptr()) } {
+        match unsafe { self.try_recv_into(out.as_mut_ptr(), true) } {
             // SAFETY: `Item` means a message was moved to `out`.
             Recv::Item(_) => Ok(unsafe { out.assume_init() }),
             Recv::Empty | Recv::Busy => Err(empty),
@@ -425,7 +425,7 @@ impl<T> Chan<T> {
     fn try_recv_tagged(&self) -> Recv<(usize, T)> {
         let mut out = MaybeUninit::<T>::uninit();
         // SAFETY: `out` is a place for one `T`.
-        match unsafe { self.try_recv_into(out.as_mut_ptr()) } {
+        match unsafe { self.try_recv_into(out.as_mut_ptr(), true) } {
             // SAFETY: `Item` means a message was moved to `out`.
             Recv::Item(lane) => Recv::Item((lane, unsafe { out.assume_init() })),
             Recv::Empty => Recv::Empty,
@@ -441,17 +441,25 @@ impl<T> Chan<T> {
     ///
     /// `out` must be valid for writing one `T`. On `Item`, `*out` holds the
     /// message and the caller owns it; otherwise `*out` is untouched.
+    ///
+    /// With `wait_blocked`, a lane blocked by a write under way (a finished
+    /// message behind it) is waited out: that message's send has returned,
+    /// so answering `Empty` (or timing out) would deny a completed send;
+    /// the writer ahead is between its claim and its stamp, so the wait
+    /// is short unless it was preempted, and it then yields to it. A poll
+    /// passes false: it answers `Busy`, and its future wakes itself to
+    /// retry rather than hold the executor's thread.
     #[inline(always)]
-    unsafe fn try_recv_into(&self, out: *mut T) -> Recv<usize> {
+    unsafe fn try_recv_into(&self, out: *mut T, wait_blocked: bool) -> Recv<usize> {
         let mut closed = false;
+        let mut blocked = Backoff::new();
         loop {
             // SAFETY: passed on from our caller.
             match unsafe { self.scan(out) } {
                 Scan::Item(lane) => return Recv::Item(lane),
-                // Blocked: a finished message must be served before lower
-                // lanes, but only the writer ahead of it can free it. Never
-                // spin here (this also serves `try_recv` and `poll`): the
-                // caller retries.
+                Scan::Blocked if wait_blocked => blocked.snooze(),
+                // Busy: only sends still being written, which have not
+                // returned; a receive may answer before them.
                 Scan::Busy | Scan::Blocked => return Recv::Busy,
                 // Closed: a second scan sees every push that got in before
                 // the close (module docs), so empty now is empty for ever.
@@ -625,7 +633,7 @@ impl<T> Chan<T> {
         // writes it, and that ends the wait: no message is overwritten.
         let got = self
             .recv_waiters
-            .block(deadline, || unsafe { self.recv_attempt_into(place) });
+            .block(deadline, || unsafe { self.recv_attempt_into(place, true) });
         match got {
             // SAFETY: `Done(true)` only after a message was moved to `out`.
             Ok(true) => Ok(unsafe { out.assume_init() }),
@@ -713,15 +721,16 @@ impl<T> Chan<T> {
 
     /// One receive attempt as an [`Attempt`]: `Done(true)` once a message
     /// was moved to `place`, `Done(false)` once closed and empty.
+    /// `wait_blocked`: as in [`Chan::try_recv_into`].
     ///
     /// # Safety
     ///
     /// `place` must be valid for writing one `T`; only `Done(true)` writes
     /// it, and the caller then owns the message there.
     #[inline(always)]
-    unsafe fn recv_attempt_into(&self, place: *mut T) -> Attempt<bool> {
+    unsafe fn recv_attempt_into(&self, place: *mut T, wait_blocked: bool) -> Attempt<bool> {
         // SAFETY: passed on from our caller.
-        match unsafe { self.try_recv_into(place) } {
+        match unsafe { self.try_recv_into(place, wait_blocked) } {
             Recv::Item(_) => Attempt::Done(true),
             Recv::Disconnected => Attempt::Done(false),
             Recv::Empty => Attempt::Wait,
@@ -752,7 +761,7 @@ impl<T> Chan<T> {
         // SAFETY: as in `recv`: `place` is `out`, and only `Done(true)`,
         // which ends the poll, writes it.
         let got = self.recv_waiters.poll(wait, sticky, cx, || unsafe {
-            self.recv_attempt_into(place)
+            self.recv_attempt_into(place, false)
         });
         match got {
             // SAFETY: `Done(true)` only after a message was moved to `out`.
@@ -1055,6 +1064,54 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(chan.recv_batch(&mut out, 8), Ok(3));
         assert_eq!(out, [10, 11, 30]);
+        writer.join().unwrap();
+    }
+
+    /// A lane blocked behind a write under way, where a finished message
+    /// waits (its send returned): `try_recv` and a receive whose deadline
+    /// passes meanwhile wait for the writer instead of answering "empty" or
+    /// "timed out"; a poll answers `Pending` (it must not hold the thread).
+    #[test]
+    fn a_completed_send_behind_an_unfinished_write_is_never_missed() {
+        use core::task::{Context, Poll, Waker};
+        let normal = Priority::Normal.index();
+        let blocked = |first: u32, second: u32| {
+            let chan = std::sync::Arc::new(chan());
+            let pos = chan.lanes[normal].claim_without_writing();
+            chan.try_send(normal, second).ok().unwrap();
+            let writer = {
+                let chan = chan.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    chan.lanes[normal].finish_write(pos, first);
+                })
+            };
+            (chan, writer)
+        };
+
+        let (chan, writer) = blocked(10, 11);
+        // Polled while blocked: not ready, and nothing taken.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut wait = None;
+        assert!(matches!(
+            chan.poll_recv(&mut wait, false, &mut cx),
+            Poll::Pending
+        ));
+        if let Some(id) = wait.take() {
+            chan.recv_waiters().cancel(id);
+        }
+        assert_eq!(chan.try_recv_or("empty", "closed"), Ok(10));
+        assert_eq!(chan.try_recv_or("empty", "closed"), Ok(11));
+        writer.join().unwrap();
+
+        let (chan, writer) = blocked(20, 21);
+        let deadline = Instant::now() + std::time::Duration::from_millis(1);
+        assert_eq!(chan.recv(Some(deadline), "closed", "timed out"), Ok(20));
+        assert_eq!(chan.recv(Some(deadline), "closed", "timed out"), Ok(21));
+        assert_eq!(
+            chan.recv(Some(deadline), "closed", "timed out"),
+            Err("timed out")
+        );
         writer.join().unwrap();
     }
 

@@ -37,7 +37,9 @@ pub struct RecvError;
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
 #[non_exhaustive]
 pub enum TryRecvError {
-    /// Every lane is empty.
+    /// Every lane is empty. (A send still being written, which has not
+    /// returned, does not count; a message whose send returned is never
+    /// missed, even when it waits behind such a write.)
     Empty,
     /// Every lane is empty and the channel is closed.
     Disconnected,

@@ -93,3 +93,38 @@ fn urgent_before_racing_low() {
         assert!(rx.recv().is_err());
     });
 }
+
+/// Two producers race into one lane. Once the receiver knows the second
+/// send returned, `try_recv` gets a message, never `Empty`: when the other
+/// producer stopped between claiming the front slot and writing it, the
+/// finished message waits behind that write, and the receive waits it out
+/// (found in review: it used to answer `Empty`).
+#[test]
+fn try_recv_never_misses_a_completed_send_behind_a_slow_writer() {
+    common::model(
+        "try_recv_never_misses_a_completed_send_behind_a_slow_writer",
+        || {
+            let (tx, rx) = lanebus::bounded::<u32>(2);
+            let tx2 = tx.clone();
+            let done = Arc::new(AtomicBool::new(false));
+            let signal = done.clone();
+            let slow = thread::spawn(move || assert_eq!(tx.try_send(1), Ok(())));
+            let fast = thread::spawn(move || {
+                assert_eq!(tx2.try_send(2), Ok(()));
+                signal.store(true, Ordering::Release);
+            });
+            while !done.load(Ordering::Acquire) {
+                thread::yield_now();
+            }
+            let first = rx.try_recv().expect("a completed send is never missed");
+            slow.join().unwrap();
+            fast.join().unwrap();
+            let second = rx.try_recv().expect("both sends returned");
+            let mut got = [first, second];
+            got.sort_unstable();
+            assert_eq!(got, [1, 2]);
+            // Both senders are gone.
+            assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        },
+    );
+}
