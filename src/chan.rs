@@ -63,11 +63,13 @@
 //! won their CAS before the mark are then visible (or `Busy`), so an empty
 //! second scan means empty for ever.
 //!
-//! A send that finds its lane marked finishes the close the same way
+//! Which of racing `close` calls "closed the channel" (its return value)
+//! is the one whose mark of the Urgent lane, always marked first, found it
+//! unmarked. A send that finds its lane marked finishes the close
 //! ([`Chan::finish_close`]) before it reports `Disconnected`, so that by
-//! then every lane is closed. Which `close` call "closed the channel" (its
-//! return value) is decided by its own bit in `closed`: a send finishing
-//! the close never takes that from the call under way.
+//! then every lane is closed; it acquires the mark it saw first, so its
+//! own mark of the Urgent lane comes after the closer's and never takes
+//! that report.
 //!
 //! # The ready mask (a hint for finding a message, never for "empty")
 //!
@@ -116,7 +118,7 @@ use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
 use crate::error::{SendTimeoutError, TryRecvError, TrySendError};
-use crate::loom::{handshake_load, AtomicUsize, Ordering};
+use crate::loom::{fence, handshake_load, AtomicUsize, Ordering};
 use crate::pad::CachePadded;
 use crate::priority::{Priority, LANES};
 use crate::ring::{Pop, PushError, Ring};
@@ -174,13 +176,6 @@ const SLIP_WORTH: usize = 32;
 /// The most slips a receiver skips after slips that did not pay.
 const SLIP_MAX_SKIP: usize = 4096;
 
-/// Set in [`Chan::closed`] by [`Chan::close`] (a handle's `close`, or the
-/// last sender or receiver going away).
-const CLOSED_BY_CALL: usize = 1;
-/// Set in [`Chan::closed`] by a send that ran into a close under way
-/// ([`Chan::finish_close`]).
-const CLOSED_BY_SENDER: usize = 2;
-
 /// The lane bits of [`Chan::ready`].
 const LANE_BITS: usize = (1 << LANES) - 1;
 /// One receiver clearing bits of [`Chan::ready`].
@@ -217,8 +212,7 @@ pub(crate) struct Chan<T> {
     /// Bits `0..LANES`: lane `i` may be non-empty; above them, the number
     /// of receivers clearing bits (module docs, "The ready mask").
     ready: CachePadded<AtomicUsize>,
-    /// 0 while open, not 0 once closed: [`CLOSED_BY_CALL`] and/or
-    /// [`CLOSED_BY_SENDER`] (a `usize` for [`handshake_load`]).
+    /// 0 while open, 1 once closed (a `usize` for [`handshake_load`]).
     closed: CachePadded<AtomicUsize>,
     /// Live `Sender`s; the last one to go closes the channel.
     pub(crate) senders: AtomicUsize,
@@ -875,35 +869,35 @@ impl<T> Chan<T> {
     // ----- close and counts -----
 
     /// Closes every lane and wakes every waiter. Returns true if this call
-    /// closed the channel: of racing calls, exactly one (the first to set
-    /// [`CLOSED_BY_CALL`]; a send that finishes a close it ran into does
-    /// not count, see [`Chan::finish_close`]).
+    /// closed the channel: every close marks the Urgent lane first, and of
+    /// racing calls exactly one finds it unmarked (module docs, "Close").
     pub(crate) fn close(&self) -> bool {
-        self.close_as(CLOSED_BY_CALL)
-    }
-
-    /// Completes a close that a send ran into (its lane was marked): every
-    /// lane marked and `closed` set before the send reports `Disconnected`,
-    /// as if the close had finished. The `close` call under way still
-    /// reports that it closed the channel.
-    fn finish_close(&self) {
-        self.close_as(CLOSED_BY_SENDER);
-    }
-
-    /// Marks every lane, sets `bit` in `closed`, wakes every waiter; true
-    /// if `bit` was clear.
-    fn close_as(&self, bit: usize) -> bool {
-        for ring in &self.lanes {
+        let first = self.lanes[0].close();
+        for ring in &self.lanes[1..] {
             ring.close();
         }
         // SeqCst RMW: the publish half of the close handshake with parking
         // receivers (they register, then `handshake_load` this flag).
-        let first = self.closed.fetch_or(bit, Ordering::SeqCst) & bit == 0;
+        self.closed.fetch_or(1, Ordering::SeqCst);
         self.recv_waiters.notify_all();
         for waiters in &self.send_waiters {
             waiters.notify_all();
         }
         first
+    }
+
+    /// Completes a close that a send ran into (it saw its lane's mark), so
+    /// that every lane is marked and `closed` set before the send reports
+    /// `Disconnected`. It never takes the "closed it" report from the
+    /// close under way: that close marked the Urgent lane before the mark
+    /// this send saw (module docs, "Close").
+    fn finish_close(&self) {
+        // The send saw the mark through a relaxed load; this fence makes
+        // the closing RMW it read from (a release) happen-before our own
+        // marks, and with it that close's earlier mark of the Urgent lane,
+        // which ours then finds set.
+        fence(Ordering::Acquire);
+        self.close();
     }
 
     pub(crate) fn is_closed(&self) -> bool {
