@@ -585,6 +585,41 @@ impl<T> Ring<T> {
     /// producer trades several lines with it per message.
     pub(crate) const LARGE_SLOTS: bool = size_of::<Slot<T>>() >= PREFETCH_MIN_SLOT;
 
+    /// The position `k` (`< cap`) after `pos`, as `k` calls of `next`
+    /// would build it.
+    #[inline]
+    fn pos_after(&self, pos: usize, k: usize) -> usize {
+        debug_assert!(k < self.cap);
+        let index = (pos & (self.mark_bit - 1)) + k;
+        if index < self.cap {
+            pos + k
+        } else {
+            (pos & !(self.one_lap - 1))
+                .wrapping_add(self.one_lap)
+                .wrapping_add(index - self.cap)
+        }
+    }
+
+    /// Whether a pop would likely find something to do: the front slot,
+    /// or the one after it, is written for its lap. Judged by relaxed
+    /// loads of `head` and those two stamps only, so polling it leaves
+    /// `tail` (the line producers claim slots on) alone: a hint for pacing
+    /// a wait, never for a decision. The second slot covers a front slot
+    /// whose producer was preempted mid-write with a finished value behind
+    /// it ([`Pop::Blocked`]), which the exact attempt must then wait out.
+    #[inline]
+    pub(crate) fn front_ready_hint(&self) -> bool {
+        let head = self.head.load(Ordering::Relaxed);
+        if self.slot(head).stamp.load(Ordering::Relaxed) == head.wrapping_add(1) {
+            return true;
+        }
+        if self.cap == 1 {
+            return false;
+        }
+        let pos = self.pos_after(head, 1);
+        self.slot(pos).stamp.load(Ordering::Relaxed) == pos.wrapping_add(1)
+    }
+
     /// `head`, from a relaxed load: a hint (for pacing a wait).
     #[inline]
     pub(crate) fn head_hint(&self) -> usize {
@@ -600,15 +635,7 @@ impl<T> Ring<T> {
     #[inline]
     pub(crate) fn filled_hint(&self, head: usize, depth: usize) -> bool {
         debug_assert!(depth >= 1 && depth <= self.cap);
-        let index = (head & (self.mark_bit - 1)) + depth - 1;
-        // The position `depth - 1` after `head`, as `next` would build it.
-        let pos = if index < self.cap {
-            head + depth - 1
-        } else {
-            (head & !(self.one_lap - 1))
-                .wrapping_add(self.one_lap)
-                .wrapping_add(index - self.cap)
-        };
+        let pos = self.pos_after(head, depth - 1);
         // Written for this lap: the stamp a push leaves (`pos + 1`).
         self.slot(pos).stamp.load(Ordering::Relaxed) == pos.wrapping_add(1)
     }
@@ -748,6 +775,35 @@ mod tests {
             }
         }
         assert!(matches!(r.try_pop(true), Pop::Empty));
+    }
+
+    /// `front_ready_hint` says yes for a written front slot, and for a
+    /// front slot still being written with a finished one behind it (also
+    /// across the wrap of the index), and no for an empty ring, a lone
+    /// unfinished write and a slot holding the previous lap's stamp.
+    #[test]
+    fn front_ready_hint_sees_the_front_two_slots() {
+        let r = Ring::<u32>::new(3);
+        assert!(!r.front_ready_hint(), "empty");
+        assert!(r.push(1).is_ok());
+        assert!(r.front_ready_hint(), "written front slot");
+        assert_eq!(r.try_pop_once(), Some(1));
+        assert!(!r.front_ready_hint(), "emptied again");
+        // Move head and tail to index 2, the last one of lap 0.
+        assert!(r.push(2).is_ok());
+        assert_eq!(r.try_pop_once(), Some(2));
+        let pos = r.claim_without_writing(); // index 2
+        assert!(!r.front_ready_hint(), "only an unfinished write");
+        assert!(r.push(3).is_ok()); // index 0 of lap 1
+        assert!(r.front_ready_hint(), "finished value behind the front slot");
+        r.finish_write(pos, 4);
+        assert_eq!(r.try_pop_once(), Some(4));
+        assert_eq!(r.try_pop_once(), Some(3));
+        assert!(!r.front_ready_hint(), "stamps of the previous lap");
+        let one = Ring::<u32>::new(1);
+        assert!(!one.front_ready_hint());
+        assert!(one.push(5).is_ok());
+        assert!(one.front_ready_hint());
     }
 
     #[test]
