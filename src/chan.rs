@@ -353,20 +353,22 @@ impl<T> Chan<T> {
     /// Not under loom (it changes no state, so there is nothing to model),
     /// nor for a thread whose waits do not spin (see [`crate::backoff`]).
     fn await_message(&self, deadline: Option<Instant>) {
-        if cfg!(loom) || !crate::backoff::spinning_helps() {
+        // `closed` is written once; reading it takes no line from anyone.
+        let ready = || {
+            self.lanes.iter().any(Ring::front_ready_hint)
+                || self.closed.load(Ordering::Relaxed) != 0
+        };
+        // The hint first: the wait policy is worked out (once per process,
+        // which allocates) only by a receive that would wait.
+        if cfg!(loom) || ready() || !crate::backoff::spinning_helps() {
             return;
         }
         let mut backoff = Backoff::new();
-        loop {
-            // `closed` is written once; reading it takes no line from anyone.
-            if self.lanes.iter().any(Ring::front_ready_hint)
-                || self.closed.load(Ordering::Relaxed) != 0
-                || backoff.is_completed()
-                || deadline.is_some_and(|d| Instant::now() >= d)
-            {
+        while deadline.is_none_or(|d| Instant::now() < d) {
+            backoff.snooze();
+            if ready() || backoff.is_completed() {
                 return;
             }
-            backoff.snooze();
         }
     }
 
