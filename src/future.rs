@@ -137,7 +137,10 @@ impl<T> Drop for RecvFut<'_, T> {
 /// wake-up until it is polled again or dropped, even if its task has moved
 /// on (its `next()` lost a `select!`). So that such an idle stream cannot
 /// strand a message, a wake-up that reaches it is also passed to the next
-/// waiting receiver.
+/// waiting receiver. The price: while only streams wait on a channel, each
+/// message wakes all of them (one gets it, the rest poll and wait again).
+/// Many tasks sharing one channel wake one at a time with
+/// [`Receiver::recv_async`], whose futures deregister when dropped.
 impl<T> Stream for Receiver<T> {
     type Item = T;
 
@@ -160,6 +163,11 @@ impl<T> FusedStream for Receiver<T> {
 /// `poll_close` flushes but does not close the channel (other senders may
 /// still use it); drop the sender, or call [`Sender::close`], to close it.
 /// A value still buffered when the sender is dropped is dropped with it.
+///
+/// As with the `Stream` impl, a sink waiting for room stays registered
+/// while its task has moved on, so a free slot also wakes the next waiting
+/// sender, and while only sinks wait, each free slot wakes all of them;
+/// [`Sender::send_async`] futures wake one at a time.
 impl<T> Sink<T> for Sender<T> {
     type Error = SendError<T>;
 
