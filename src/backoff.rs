@@ -340,6 +340,12 @@ impl Backoff {
     fn is_completed_as(&self, policy: Policy) -> bool {
         self.step >= policy.park_after
     }
+
+    /// The steps taken so far (for tests of callers).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn steps(&self) -> u32 {
+        self.step
+    }
 }
 
 /// The `spin_loop` hints of step `step` of [`Backoff::spin`].

@@ -166,6 +166,21 @@ enum Scan {
     Blocked,
 }
 
+/// Why [`Chan::await_message`] stopped waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AwaitEnd {
+    /// A lane's front slot (or the one after it) looks written.
+    Ready,
+    /// The channel is closed.
+    Closed,
+    /// The deadline passed.
+    Deadline,
+    /// The backoff ran out.
+    Spent,
+    /// This thread's waits do not spin now (or under loom): no wait.
+    NoSpin,
+}
+
 /// Free slots a sender that found its lane full waits for before pushing
 /// again (see [`Chan::await_room`]).
 const LOW_WATER: usize = 128;
@@ -346,28 +361,50 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Before a blocking receive's attempts: spin, then yield, until some
-    /// lane's front looks readable ([`Ring::front_ready_hint`]), the
-    /// channel closed, `deadline` passed or the backoff ran out (module
-    /// docs, "Waiting"). A hint only: it takes nothing and never parks.
-    /// Not under loom (it changes no state, so there is nothing to model),
-    /// nor for a thread whose waits do not spin (see [`crate::backoff`]).
-    fn await_message(&self, deadline: Option<Instant>) {
+    /// Before a blocking receive's attempts: spin, then yield, through the
+    /// steps of `backoff`, until some lane's front looks readable
+    /// ([`Ring::front_ready_hint`]), the channel closed, `deadline` passed
+    /// or the backoff ran out (module docs, "Waiting"); says which. The
+    /// caller's attempts then go on from the step reached. A hint only: it
+    /// takes nothing and never parks. Not under loom (it changes no state,
+    /// so there is nothing to model), nor for a thread whose waits do not
+    /// spin (see [`crate::backoff`]).
+    fn await_message(&self, deadline: Option<Instant>, backoff: &mut Backoff) -> AwaitEnd {
         // `closed` is written once; reading it takes no line from anyone.
-        let ready = || {
-            self.lanes.iter().any(Ring::front_ready_hint)
-                || self.closed.load(Ordering::Relaxed) != 0
+        let look = || {
+            if self.lanes.iter().any(Ring::front_ready_hint) {
+                Some(AwaitEnd::Ready)
+            } else if self.closed.load(Ordering::Relaxed) != 0 {
+                Some(AwaitEnd::Closed)
+            } else {
+                None
+            }
         };
-        // The hint first: the wait policy is worked out (once per process,
-        // which allocates) only by a receive that would wait.
-        if cfg!(loom) || ready() || !crate::backoff::spinning_helps() {
-            return;
+        if cfg!(loom) {
+            return AwaitEnd::NoSpin;
         }
-        let mut backoff = Backoff::new();
-        while deadline.is_none_or(|d| Instant::now() < d) {
+        if let Some(end) = look() {
+            return end;
+        }
+        let passed = |d: Instant| Instant::now() >= d;
+        if deadline.is_some_and(passed) {
+            return AwaitEnd::Deadline;
+        }
+        // Only now, for a receive that would wait: the policy is worked out
+        // once per process, which allocates.
+        if !crate::backoff::spinning_helps() {
+            return AwaitEnd::NoSpin;
+        }
+        loop {
+            if backoff.is_completed() {
+                return AwaitEnd::Spent;
+            }
             backoff.snooze();
-            if ready() || backoff.is_completed() {
-                return;
+            if let Some(end) = look() {
+                return end;
+            }
+            if deadline.is_some_and(passed) {
+                return AwaitEnd::Deadline;
             }
         }
     }
@@ -666,14 +703,15 @@ impl<T> Chan<T> {
         disconnected: E,
         timed_out: E,
     ) -> Result<T, E> {
-        self.await_message(deadline);
+        let mut backoff = Backoff::new();
+        self.await_message(deadline, &mut backoff);
         let mut out = MaybeUninit::<T>::uninit();
         let place = out.as_mut_ptr();
         // SAFETY: `place` is `out`, a place for one `T`. Only `Done(true)`
         // writes it, and that ends the wait: no message is overwritten.
-        let got = self
-            .recv_waiters
-            .block(deadline, || unsafe { self.recv_attempt_into(place, true) });
+        let got = self.recv_waiters.block_after(backoff, deadline, || unsafe {
+            self.recv_attempt_into(place, true)
+        });
         match got {
             // SAFETY: `Done(true)` only after a message was moved to `out`.
             Ok(true) => Ok(unsafe { out.assume_init() }),
@@ -1072,27 +1110,100 @@ mod tests {
         }
     }
 
-    /// The pre-wait of a blocking receive ends on its own: on an empty
-    /// open channel (its backoff runs out), with a deadline already past,
-    /// and with only an unfinished write queued; the receive after it
-    /// still gets the message once the write finishes.
+    /// The pre-wait of a blocking receive stops for the right reason, and
+    /// without a step where it should not wait at all: a message at the
+    /// front of any lane (or behind a write under way) or a close ends it
+    /// at once, a passed deadline before the first step, an empty lane or
+    /// a lone write under way only when the backoff runs out; a thread
+    /// whose waits do not spin does not wait.
     #[test]
-    fn await_message_always_ends() {
-        let chan = std::sync::Arc::new(chan());
-        chan.await_message(None);
-        chan.await_message(Some(Instant::now()));
+    fn await_message_stops_for_each_reason() {
+        // Each wait starts uncrowded: the yields of a wait that ran out may
+        // have found the core busy (other tests), which counts.
+        let fresh = |chan: &Chan<u32>, deadline| {
+            crate::backoff::set_crowded_for_test(0);
+            let mut backoff = Backoff::new();
+            let end = chan.await_message(deadline, &mut backoff);
+            (end, backoff.steps())
+        };
+        let chan = chan();
+        crate::backoff::set_crowded_for_test(0);
+        if !crate::backoff::spinning_helps() {
+            // One core (the pinned test run): waits never spin, so none.
+            assert_eq!(fresh(&chan, None), (AwaitEnd::NoSpin, 0));
+            return;
+        }
+        let (end, steps) = fresh(&chan, None);
+        assert_eq!(end, AwaitEnd::Spent, "empty: the backoff runs out");
+        assert!(steps > 0);
+        let past = Some(Instant::now());
+        assert_eq!(fresh(&chan, past), (AwaitEnd::Deadline, 0));
+
+        let low = Priority::Low.index();
+        chan.try_send(low, 1).ok().unwrap();
+        assert_eq!(fresh(&chan, None), (AwaitEnd::Ready, 0), "any lane counts");
+        assert_eq!(recv_now(&chan), Some(1));
+
         let normal = Priority::Normal.index();
         let pos = chan.lanes[normal].claim_without_writing();
-        chan.await_message(None);
+        let (end, steps) = fresh(&chan, None);
+        assert_eq!(end, AwaitEnd::Spent, "a lone write under way");
+        assert!(steps > 0);
+        chan.try_send(normal, 3).ok().unwrap();
+        assert_eq!(
+            fresh(&chan, None),
+            (AwaitEnd::Ready, 0),
+            "finished behind it"
+        );
+        chan.lanes[normal].finish_write(pos, 2);
+        assert_eq!(recv_now(&chan), Some(2));
+        assert_eq!(recv_now(&chan), Some(3));
+
+        // Lanes of one slot: the front slot only.
+        let one = Chan::<u32>::new([1; LANES]);
+        let pos = one.lanes[normal].claim_without_writing();
+        assert_eq!(fresh(&one, None).0, AwaitEnd::Spent);
+        one.lanes[normal].finish_write(pos, 4);
+        assert_eq!(fresh(&one, None), (AwaitEnd::Ready, 0));
+
+        assert!(chan.close());
+        assert_eq!(fresh(&chan, None), (AwaitEnd::Closed, 0));
+
+        // A thread whose yields keep handing its core away does not spin.
+        crate::backoff::set_crowded_for_test(u8::MAX);
+        let mut backoff = Backoff::new();
+        assert_eq!(
+            self::chan().await_message(None, &mut backoff),
+            AwaitEnd::NoSpin
+        );
+        assert_eq!(backoff.steps(), 0);
+        crate::backoff::set_crowded_for_test(0);
+    }
+
+    /// A finished message two slots behind writes still under way: the
+    /// pre-wait's hint (the front two slots) does not see it, so it waits
+    /// out its deadline; the receive after it must still wait for the
+    /// writers (the message's send has returned) and never time out.
+    #[test]
+    fn a_completed_send_behind_two_unfinished_writes_is_not_timed_out() {
+        let chan = std::sync::Arc::new(chan());
+        let normal = Priority::Normal.index();
+        let first = chan.lanes[normal].claim_without_writing();
+        let second = chan.lanes[normal].claim_without_writing();
+        chan.try_send(normal, 3).ok().unwrap();
         let writer = {
             let chan = chan.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(20));
-                chan.lanes[normal].finish_write(pos, 7);
+                chan.lanes[normal].finish_write(first, 1);
+                chan.lanes[normal].finish_write(second, 2);
             })
         };
-        assert_eq!(chan.recv(None, "disconnected", "timed out"), Ok(7));
+        let deadline = Some(Instant::now() + Duration::from_millis(1));
+        assert_eq!(chan.recv(deadline, "disconnected", "timed out"), Ok(1));
         writer.join().unwrap();
+        assert_eq!(recv_now(&chan), Some(2));
+        assert_eq!(recv_now(&chan), Some(3));
     }
 
     #[test]

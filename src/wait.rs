@@ -192,8 +192,22 @@ impl WaitList {
     /// Runs `attempt` until it is `Done`, backing off and then parking on
     /// this list in between. Returns `Err(TimedOut)` once `deadline` passes
     /// (never before `attempt` has run at least once).
+    #[inline]
     pub(crate) fn block<R>(
         &self,
+        deadline: Option<Instant>,
+        attempt: impl FnMut() -> Attempt<R>,
+    ) -> Result<R, TimedOut> {
+        self.block_after(Backoff::new(), deadline, attempt)
+    }
+
+    /// [`WaitList::block`] for a caller that already waited through some
+    /// steps of `backoff` (a pre-wait that only watched for a change): the
+    /// attempts go on from that step, so the pre-wait does not lengthen the
+    /// time before the thread parks.
+    pub(crate) fn block_after<R>(
+        &self,
+        mut backoff: Backoff,
         deadline: Option<Instant>,
         mut attempt: impl FnMut() -> Attempt<R>,
     ) -> Result<R, TimedOut> {
@@ -203,7 +217,6 @@ impl WaitList {
         // made a receive that had spun a while on an empty channel then
         // sleep for its long spin step when it met the message being
         // written: blocking round trips took 1.4x crossbeam's.
-        let mut backoff = Backoff::new();
         let mut busy = Backoff::new();
         let mut registered: Option<WaitId> = None;
         // Whether this waiter holds a wake-up it has not used: a notifier
