@@ -20,24 +20,33 @@
 //! hint only: the attempts that follow take a single free slot, and it
 //! never parks.
 //!
-//! A blocking receive that finds nothing does the same before its
-//! attempts ([`Chan::await_message`]): it spins, then yields, until some
-//! lane's front slot (or the one after it) looks written, the channel
-//! closes, or its backoff runs out. Those polls read each lane's `head`
-//! and front stamps, never `tail`: an attempt that finds the front slot
-//! unwritten reads `tail` to tell "empty" from "being written", and every
-//! such read took the line producers claim slots on away from them, so a
-//! receiver that kept up with its producer made each push wait for that
-//! line. Also a hint only: it changes no state and never parks, and the
-//! exact attempts follow. Measured with `interleaved` (SPSC `u64`, 60
-//! alternations of 3 rounds against the build without it, kernel-placed,
-//! paired ratio to the best peer, medians), it helps only where the two
-//! vCPUs are hyperthreads of one core: 0.71 → 0.85 (21 and 22 such
-//! rounds) and, comparing the two builds, 0.69 → 0.78 (19 and 17; 0.66 →
-//! 0.99 in a run of a first version). Near rounds stayed level (1.05 →
-//! 1.02 and 0.96 → 0.97 over 134-146 each; MPSC `u64` 1.12 → 1.10 and
-//! 1.02 → 1.01), and far rounds went both ways (0.68 → 0.77, 0.91 → 0.63;
-//! 12-27 each). So `tail` was not what limits near rounds.
+//! A blocking receive (`recv`, `recv_timeout`, `recv_deadline`; not
+//! `recv_batch`) that finds nothing first watches the lanes
+//! ([`Chan::await_message`]): it spins, then yields, until some lane's
+//! front slot (or the one after it) looks written, the channel closes,
+//! the deadline passes or its backoff runs out. Its attempts then go on
+//! from the backoff step it reached, so the watch does not delay parking.
+//! It reads each lane's `head` and front two stamps, never `tail`: an
+//! attempt that finds the front slot unwritten reads `tail` to tell
+//! "empty" from "being written", and every such read took the line
+//! producers claim slots on away from them, so a receiver that kept up
+//! with its producer made each push wait for that line. The second slot
+//! covers a producer preempted between claiming the front slot and
+//! writing it with a finished message behind it: the attempts then wait
+//! that writer out (`Scan::Blocked`). Watching the front slot alone cost
+//! MPSC `u64` near rounds 1.12 → 1.04 (paired, below), two slots 1.10. A
+//! hint only: it changes no state and never parks.
+//!
+//! Measured with `interleaved`, `u64` rows, kernel-placed, alternating
+//! with the build before it (50 alternations of 3 rounds, twice), paired
+//! ratio to the best peer, medians, rounds in parentheses: near rounds
+//! SPSC 1.01 → 1.14 and 1.04 → 1.13 (105-130 each), MPSC 1.09 → 1.18 and
+//! 1.07 → 1.13, SPSC on one lane of four against crossbeam 1.24 → 1.39
+//! and 1.15 → 1.38; hyperthread-sibling rounds SPSC 0.70 → 0.70 and 0.78
+//! → 0.75 (12-31); far rounds too few to say (4-14). A first version,
+//! which ran a whole backoff of its own before the attempts' own, had
+//! moved sibling rounds instead (0.66 → 0.99, 0.71 → 0.85, 0.69 → 0.78)
+//! and near ones by -0.03 to +0.19 (SPSC) and -0.19 to -0.01 (MPSC).
 //!
 //! # Slipping (large messages)
 //!
