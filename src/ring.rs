@@ -609,15 +609,8 @@ impl<T> Ring<T> {
     /// it ([`Pop::Blocked`]), which the exact attempt must then wait out.
     #[inline]
     pub(crate) fn front_ready_hint(&self) -> bool {
-        let head = self.head.load(Ordering::Relaxed);
-        if self.slot(head).stamp.load(Ordering::Relaxed) == head.wrapping_add(1) {
-            return true;
-        }
-        if self.cap == 1 {
-            return false;
-        }
-        let pos = self.pos_after(head, 1);
-        self.slot(pos).stamp.load(Ordering::Relaxed) == pos.wrapping_add(1)
+        let head = self.head_hint();
+        self.filled_hint(head, 1) || (self.cap > 1 && self.filled_hint(head, 2))
     }
 
     /// `head`, from a relaxed load: a hint (for pacing a wait).
