@@ -363,7 +363,7 @@ impl<T> Chan<T> {
         let want = LOW_WATER.min(ring.capacity().div_ceil(2));
         let mut backoff = Backoff::new();
         while !backoff.is_completed() && ring.room_hint() < want {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(crate::loom::passed) {
                 return;
             }
             backoff.snooze();
@@ -395,7 +395,7 @@ impl<T> Chan<T> {
         if let Some(end) = look() {
             return end;
         }
-        let passed = |d: Instant| Instant::now() >= d;
+        let passed = crate::loom::passed;
         if deadline.is_some_and(passed) {
             return AwaitEnd::Deadline;
         }

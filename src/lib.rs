@@ -89,6 +89,17 @@ pub use priority::{ParsePriorityError, Priority, LANES};
 pub use subscription::{SlowSubscriber, Subscription};
 pub use topic::{validate_topic, TopicError, MAX_TOPIC_LEN};
 
+/// From now on, in the running loom model, every deadline has passed
+/// (`recv_timeout`, `send_timeout` and the other timed waits time out at
+/// their next check). loom has no clock: a model thread that calls this
+/// lets loom put the moment a deadline passes between any two steps of a
+/// timed wait. Only built with `--cfg loom`, for `loom-tests/`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn loom_expire_deadlines() {
+    crate::loom::expire_deadlines();
+}
+
 /// The examples of README.md, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

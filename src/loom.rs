@@ -186,14 +186,52 @@ pub(crate) fn handshake_load(atomic: &AtomicUsize) -> usize {
     }
 }
 
+/// Whether `deadline` has passed.
+///
+/// loom has no clock, so under loom time is one switch: until it is
+/// flipped no deadline has passed, from then on every one has. A model
+/// thread that flips it (`expire_deadlines`) lets loom put the moment a
+/// timed wait's deadline passes between any two of the wait's steps.
+#[inline]
+pub(crate) fn passed(deadline: std::time::Instant) -> bool {
+    #[cfg(loom)]
+    {
+        let _ = deadline;
+        // An RMW reads the latest value: once a deadline has passed for
+        // one thread it has for all (a relaxed load could go on reading
+        // the old value, and loom would explore each such read).
+        clock::EXPIRED.fetch_add(0, Ordering::SeqCst) != 0
+    }
+    #[cfg(not(loom))]
+    {
+        std::time::Instant::now() >= deadline
+    }
+}
+
+/// From now on every deadline has passed (see [`passed`]); for loom models.
+#[cfg(loom)]
+pub(crate) fn expire_deadlines() {
+    clock::EXPIRED.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The switch that is time under loom (see [`passed`]); loom makes it anew
+/// for each execution of a model.
+#[cfg(loom)]
+mod clock {
+    loom::lazy_static! {
+        pub(super) static ref EXPIRED: loom::sync::atomic::AtomicUsize =
+            loom::sync::atomic::AtomicUsize::new(0);
+    }
+}
+
 /// Parks the current thread until it is unparked or `deadline` passes.
 /// Spurious returns are allowed; callers re-check their condition.
 pub(crate) fn park(deadline: Option<std::time::Instant>) {
     #[cfg(loom)]
     {
-        // loom has no clock: a timed park is modelled as a spurious wake-up,
-        // an untimed one as a real park (loom reports a deadlock if nobody
-        // ever unparks it).
+        // loom has no clock (see `passed`): a timed park is modelled as a
+        // spurious wake-up, an untimed one as a real park (loom reports a
+        // deadlock if nobody ever unparks it).
         match deadline {
             Some(_) => thread::yield_now(),
             None => thread::park(),

@@ -243,7 +243,7 @@ impl WaitList {
                     if let Some(id) = registered.take() {
                         woken |= !self.cancel(id);
                     }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                    if deadline.is_some_and(crate::loom::passed) {
                         if woken {
                             // The wake-up may be for a message behind the
                             // write under way (or for that write): another
@@ -260,7 +260,7 @@ impl WaitList {
             }
             match registered.take() {
                 None => {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                    if deadline.is_some_and(crate::loom::passed) {
                         return Err(TimedOut);
                     }
                     if !backoff.is_completed() {
