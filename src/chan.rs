@@ -434,6 +434,12 @@ impl<T> Chan<T> {
     /// as needed; sent values are drained from the front of `items`. On
     /// close, the unsent values stay in `items` and `Err(())` is returned.
     pub(crate) fn send_batch(&self, lane: usize, items: &mut Vec<T>) -> Result<(), ()> {
+        // An attempt that pushed part of the batch wakes receivers (taking
+        // their list's lock) and may back off (a yield under loom) before
+        // it finds the lane full and parks: under loom a receiver's unpark
+        // in between would be lost, as `std` never loses it (see
+        // `crate::loom`'s `thread` module). Nothing outside loom.
+        crate::loom::keep_unpark_token();
         let mut batch = BatchSource::new(items);
         let ring = &self.lanes[lane];
         // Whether this attempt already waited for room since it last found

@@ -101,3 +101,31 @@ fn send_batch_vs_recv_batch_and_try_recv() {
         assert_eq!(all, [1, 2]);
     });
 }
+
+/// A `send_batch` of two messages into a lane of capacity 1 must wait
+/// for room: it pushes one, finds the lane full, registers and parks, and
+/// is woken by the receiver's pop (the sender's side of the park/wake
+/// handshake for batches, which `send_batch_races_close` leaves out to
+/// stay small enough for 3 preemptions). Both messages arrive once, in
+/// order. (Three messages, waiting twice, took 1,320,556 interleavings at
+/// 2 preemptions, 155 s: too many for CI. That version also found that a
+/// batch attempt pushes, wakes receivers and backs off between its
+/// register and its park, where loom 0.7 drops an unpark token that `std`
+/// keeps; it reported a deadlock until `Chan::send_batch` kept its token,
+/// as pool workers do (`src/loom.rs`).) Reaches the wake: with receivers
+/// not waking senders after a pop, it deadlocks.
+#[test]
+fn send_batch_waits_for_room() {
+    common::model("send_batch_waits_for_room", || {
+        let (tx, rx) = lanebus::bounded::<u32>(1);
+        let sender = thread::spawn(move || {
+            let mut items = vec![1, 2];
+            assert_eq!(tx.send_batch(&mut items), Ok(()));
+            assert!(items.is_empty(), "a batch sent whole leaves nothing");
+        });
+        let received: Vec<u32> = (0..2).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(received, [1, 2]);
+        sender.join().unwrap();
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    });
+}
