@@ -74,15 +74,16 @@
 //!
 //! Before every scenario of every round, two threads pinned to the first
 //! two cores this process may use pass a cache line back and forth
-//! (Linux only), and the one-way time is recorded. On the VM this was
-//! written on it is bimodal: ~15 ns while its two vCPUs are hyperthreads of
-//! one physical core (sharing L1 and L2), ~170 ns while they are apart,
-//! and the host switches between the two every few minutes. A ring whose
-//! producers and consumers run on both cores moves every message across;
-//! a lock whose threads mostly sleep keeps them on one core. So after the
-//! table the paired ratios are given again, split by the latency measured
-//! before each run (below [`NEAR_NS`]: "near"), and the JSON file holds
-//! every measurement (`cross_core_ns`, per scenario and round).
+//! (Linux only), and the one-way time is recorded. On the VMs this was
+//! written on it falls in three classes that the host switches between
+//! every few minutes: ~16 ns while the two vCPUs are hyperthreads of one
+//! physical core (sharing L1 and L2), ~37 ns, and ~170-220 ns while they
+//! are apart. A ring whose producers and consumers run on both cores
+//! moves every message across; a lock whose threads mostly sleep keeps
+//! them on one core. So after the table the ratios are given again per
+//! class (below [`SIBLING_NS`]: "siblings"; below [`NEAR_NS`]: "near";
+//! the rest "far"), and the JSON file holds every measurement
+//! (`cross_core_ns`, per scenario and round).
 //!
 //! # Reading the table
 //!
@@ -277,6 +278,10 @@ fn place(role: Role, index: usize) {
 /// Below this one-way cross-core latency the two cores count as near
 /// (module docs, "Cross-core latency").
 const NEAR_NS: f64 = 60.0;
+
+/// Below this one-way cross-core latency the two cores count as
+/// hyperthreads of one physical core (module docs, "Cross-core latency").
+const SIBLING_NS: f64 = 25.0;
 
 /// One-way time of a cache line between the first two cores this process
 /// may use, in nanoseconds (the mean over 5,000 round trips); `None` where
@@ -597,8 +602,23 @@ fn lanebus_and_best(scenario: &Scenario, rates: &[Vec<f64>]) -> (usize, usize) {
     (lanebus, best)
 }
 
-/// The paired ratios split by the cross-core latency measured before each
-/// run (module docs, "Cross-core latency"); empty if it was not measured.
+/// The latency classes the split table uses: one-way cross-core times
+/// below [`SIBLING_NS`], from there to below [`NEAR_NS`], and the rest.
+const CLASSES: [(&str, f64, f64); 3] = [
+    ("siblings", 0.0, SIBLING_NS),
+    ("near", SIBLING_NS, NEAR_NS),
+    ("far", NEAR_NS, f64::INFINITY),
+];
+
+/// The table again, one column per latency class (module docs,
+/// "Cross-core latency"); empty if the latency was not measured.
+///
+/// Within a class, `lanebus / best` is computed as in the main table but
+/// over that class's rounds only: lanebus's median over the best peer's
+/// median (the best peer chosen within the class), and `paired` the
+/// median of the per-round ratio to that peer. Dividing each round by
+/// the best peer *of that round* would favour the peers: the largest of
+/// three noisy rates is biased upward.
 fn by_latency(scenarios: &[Scenario], results: &Results, latency: &[Vec<f64>]) -> String {
     let all: Vec<f64> = latency.iter().flatten().copied().collect();
     if all.is_empty() {
@@ -607,35 +627,44 @@ fn by_latency(scenarios: &[Scenario], results: &Results, latency: &[Vec<f64>]) -
     let (med, lo, hi) = stats(&all);
     let mut out = format!(
         "Cross-core latency (one way, first two cores, before each scenario of each round): \
-         median {med:.0} ns [{lo:.0}-{hi:.0}]; near = below {NEAR_NS:.0} ns.\n\n\
-         | scenario | peer | paired, near cores | rounds | paired, far cores | rounds |\n\
-         |---|---|---:|---:|---:|---:|\n"
+         median {med:.0} ns [{lo:.0}-{hi:.0}]; siblings = below {SIBLING_NS:.0} ns, \
+         near = below {NEAR_NS:.0} ns, far = the rest. Per class: lanebus median / best \
+         peer median within the class (paired median; rounds).\n\n\
+         | scenario | {} |\n|---|{}\n",
+        CLASSES.map(|(name, _, _)| name).join(" | "),
+        "---:|".repeat(CLASSES.len())
     );
     for ((scenario, rates), lat) in scenarios.iter().zip(results).zip(latency) {
-        let (lanebus, best) = lanebus_and_best(scenario, rates);
-        let mut near = Vec::new();
-        let mut far = Vec::new();
-        for ((l, p), ns) in rates[lanebus].iter().zip(&rates[best]).zip(lat) {
-            if *ns < NEAR_NS { &mut near } else { &mut far }.push(l / p);
-        }
-        let show = |xs: &[f64]| {
-            if xs.is_empty() {
-                "-".to_string()
-            } else {
-                let (m, lo, hi) = stats(xs);
-                format!("{m:.2} [{lo:.2}-{hi:.2}]")
-            }
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} |",
-            scenario.name,
-            scenario.contenders[best].column,
-            show(&near),
-            near.len(),
-            show(&far),
-            far.len()
-        );
+        let (lanebus, _) = lanebus_and_best(scenario, rates);
+        let cells: Vec<String> = CLASSES
+            .iter()
+            .map(|&(_, from, below)| {
+                let rounds: Vec<usize> = (0..lat.len())
+                    .filter(|&r| lat[r] >= from && lat[r] < below)
+                    .collect();
+                if rounds.is_empty() {
+                    return "- (0)".to_string();
+                }
+                let in_class: Vec<Vec<f64>> = rates
+                    .iter()
+                    .map(|xs| rounds.iter().map(|&r| xs[r]).collect())
+                    .collect();
+                let (_, best) = lanebus_and_best(scenario, &in_class);
+                let ratio = median(&in_class[lanebus]) / median(&in_class[best]);
+                let paired: Vec<f64> = in_class[lanebus]
+                    .iter()
+                    .zip(&in_class[best])
+                    .map(|(l, p)| l / p)
+                    .collect();
+                format!(
+                    "{ratio:.2} vs {} ({:.2}; {})",
+                    scenario.contenders[best].column,
+                    median(&paired),
+                    rounds.len()
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "| {} | {} |", scenario.name, cells.join(" | "));
     }
     out
 }
