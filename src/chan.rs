@@ -79,7 +79,7 @@
 //! Measured (interleaved bench, 256 B, 40 alternations of 2 rounds against
 //! the build without it, near phase, M msg/s medians): SPSC 35.6 → 43.1,
 //! MPSC 40.2 → 44.5, 2p2c 35.6 → 41.5, 4p4c 29.6 → 28.5. Far-phase rounds
-//! were mixed (see the README). A first version also read each lane's
+//! were mixed (see `benches/HISTORY.md`). A first version also read each lane's
 //! `tail` to notice a close while slipping: that took the producers' line
 //! away from them on every poll and cancelled the whole gain.
 //!
