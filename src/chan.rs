@@ -12,8 +12,9 @@
 //! one lane wakes only senders of that lane.
 //!
 //! A blocking sender that finds its lane full first spins (then yields)
-//! until receivers have freed [`LOW_WATER`] slots or its backoff runs out,
-//! and only then starts the attempts above ([`Chan::await_room`]). A full
+//! until receivers have freed [`LOW_WATER`] slots ([`BATCH_LOW_WATER`] for
+//! a batch; at most half the lane) or its backoff runs out, and only then
+//! starts the attempts above ([`Chan::await_room`]). A full
 //! ring's next free slot is the one receivers read next; pushing into it
 //! the moment it frees makes sender and receiver trade that cache line for
 //! every message, which halved throughput in the benches. The pacing is a
@@ -194,6 +195,17 @@ enum AwaitEnd {
 /// again (see [`Chan::await_room`]).
 const LOW_WATER: usize = 128;
 
+/// [`LOW_WATER`] for [`Chan::send_batch`]. A batch refills a stretch with
+/// one claim per call, so it pays to let receivers get further ahead:
+/// with lanes of 1024 (so 512 against 128) the interleaved bench's
+/// `send_batch`/`recv_batch` of 256 moved 182.4 → 215.6 and 184.6 →
+/// 215.2 M msg/s in near rounds (two runs of 30 alternations of 5 rounds
+/// against 128; far rounds, 10-21 per run, 123.0 → 92.6 and 128.2 →
+/// 118.6). Two runs with 512 for every sender: batch 185.8 → 223.0 and
+/// 169.5 → 212.5, the per-message rows level, so per-message sends keep
+/// 128. Waiting for one batch's worth (256) was level (178.3 → 178.4).
+const BATCH_LOW_WATER: usize = 512;
+
 /// How many messages deep a lane must be before a slipping receiver
 /// returns to it ([`Chan::slip`]; half the lane's capacity if that is less).
 /// Measured against 16 and 64 (probe, 2 cores, capacity 1024, 256 B
@@ -338,7 +350,7 @@ impl<T> Chan<T> {
             Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
             Err(TrySendError::Full(v)) => v,
         };
-        self.await_room(lane, deadline);
+        self.await_room(lane, LOW_WATER, deadline);
         let mut slot = Some(value);
         match self.send_waiters[lane].block(deadline, || self.send_attempt(lane, &mut slot)) {
             Ok(Ok(())) => Ok(()),
@@ -349,8 +361,9 @@ impl<T> Chan<T> {
         }
     }
 
-    /// The lane was full: spin, then yield, until receivers have freed a
-    /// stretch of it (or the backoff runs out, or `deadline` passes).
+    /// The lane was full: spin, then yield, until receivers have freed
+    /// `want` slots of it, or half of it if that is less (or the backoff
+    /// runs out, or `deadline` passes).
     ///
     /// A full ring puts the next free slot where receivers are reading, so
     /// a sender that pushed as soon as one slot came free would write the
@@ -358,9 +371,9 @@ impl<T> Chan<T> {
     /// for [`LOW_WATER`] free slots lets senders refill lines receivers have
     /// left. Only a hint: it never parks; the exact attempts of
     /// [`WaitList::block`] follow.
-    fn await_room(&self, lane: usize, deadline: Option<Instant>) {
+    fn await_room(&self, lane: usize, want: usize, deadline: Option<Instant>) {
         let ring = &self.lanes[lane];
-        let want = LOW_WATER.min(ring.capacity().div_ceil(2));
+        let want = want.min(ring.capacity().div_ceil(2));
         let mut backoff = Backoff::new();
         while !backoff.is_completed() && ring.room_hint() < want {
             if deadline.is_some_and(crate::loom::passed) {
@@ -455,7 +468,7 @@ impl<T> Chan<T> {
                     Ok(0) => {
                         // Full: let receivers free a stretch first, then
                         // try again (exactly) before waiting.
-                        self.await_room(lane, None);
+                        self.await_room(lane, BATCH_LOW_WATER, None);
                         paced = true;
                     }
                     Ok(k) => {
