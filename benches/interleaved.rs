@@ -650,12 +650,7 @@ fn by_latency(scenarios: &[Scenario], results: &Results, latency: &[Vec<f64>]) -
                     .map(|xs| rounds.iter().map(|&r| xs[r]).collect())
                     .collect();
                 let (_, best) = lanebus_and_best(scenario, &in_class);
-                let ratio = median(&in_class[lanebus]) / median(&in_class[best]);
-                let paired: Vec<f64> = in_class[lanebus]
-                    .iter()
-                    .zip(&in_class[best])
-                    .map(|(l, p)| l / p)
-                    .collect();
+                let (ratio, paired) = against(&in_class, lanebus, best);
                 format!(
                     "{ratio:.2} vs {} ({:.2}; {})",
                     scenario.contenders[best].column,
@@ -669,15 +664,22 @@ fn by_latency(scenarios: &[Scenario], results: &Results, latency: &[Vec<f64>]) -
     out
 }
 
-/// `lanebus / best peer` and the paired per-round ratio against that peer.
-fn ratios(scenario: &Scenario, rates: &[Vec<f64>]) -> (String, String) {
-    let (lanebus, best) = lanebus_and_best(scenario, rates);
+/// Contender `lanebus`'s median over contender `best`'s, and the ratio of
+/// the two in each round.
+fn against(rates: &[Vec<f64>], lanebus: usize, best: usize) -> (f64, Vec<f64>) {
     let ratio = median(&rates[lanebus]) / median(&rates[best]);
-    let paired: Vec<f64> = rates[lanebus]
+    let paired = rates[lanebus]
         .iter()
         .zip(&rates[best])
         .map(|(l, p)| l / p)
         .collect();
+    (ratio, paired)
+}
+
+/// `lanebus / best peer` and the paired per-round ratio against that peer.
+fn ratios(scenario: &Scenario, rates: &[Vec<f64>]) -> (String, String) {
+    let (lanebus, best) = lanebus_and_best(scenario, rates);
+    let (ratio, paired) = against(rates, lanebus, best);
     let (med, lo, hi) = stats(&paired);
     (
         format!("{ratio:.2} vs {}", scenario.contenders[best].column),
