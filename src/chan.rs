@@ -153,6 +153,25 @@ use crate::priority::{Priority, LANES};
 use crate::ring::{Pop, PushError, Ring};
 use crate::wait::{Attempt, TimedOut, WaitId, WaitList};
 
+/// What a batch receive that does not wait found
+/// ([`Chan::try_recv_batch_logged`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum BatchTry {
+    /// It took this many messages (at least one).
+    Took(usize),
+    /// Every lane is empty: a thread that registered as a waiter before
+    /// this look may park, since a send that lands after the look wakes it.
+    Empty,
+    /// Nothing is ready, but a send has claimed a slot and is still
+    /// writing it. A thread must not park on this: the sender's wake-up
+    /// may already have read the waiter list before the thread registered
+    /// (the look saw the claim, not the write), so it looks again soon
+    /// instead, as the channel's own blocking receives do.
+    Busy,
+    /// Closed and empty.
+    Disconnected,
+}
+
 /// What a receive found.
 pub(crate) enum Recv<T> {
     Item(T),
@@ -706,6 +725,13 @@ impl<T> Chan<T> {
         }
     }
 
+    /// The ring of `lane` (test hook: `Ring::claim_without_writing` and
+    /// `Ring::finish_write` act out a send preempted mid-write).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn lane_ring(&self, lane: usize) -> &Ring<T> {
+        &self.lanes[lane]
+    }
+
     /// A receive attempt as an [`Attempt`] carrying the message.
     #[cfg(all(test, not(loom)))]
     fn recv_attempt(&self) -> Attempt<Option<T>> {
@@ -883,21 +909,28 @@ impl<T> Chan<T> {
         out: &mut Vec<T>,
         max: usize,
     ) -> Result<usize, TryRecvError> {
-        self.try_recv_batch_logged(out, max, &mut ())
+        match self.try_recv_batch_logged(out, max, &mut ()) {
+            BatchTry::Took(n) => Ok(n),
+            BatchTry::Empty | BatchTry::Busy => Err(TryRecvError::Empty),
+            BatchTry::Disconnected => Err(TryRecvError::Disconnected),
+        }
     }
 
     /// [`Chan::try_recv_batch`], also recording in `log` which lane each
-    /// appended message came from (for the worker pool).
+    /// appended message came from, and telling "empty" from "a send is
+    /// still being written" (for the worker pool, which must not park on
+    /// the latter: see [`BatchTry::Busy`]).
     pub(crate) fn try_recv_batch_logged(
         &self,
         out: &mut Vec<T>,
         max: usize,
         log: &mut impl LaneLog,
-    ) -> Result<usize, TryRecvError> {
+    ) -> BatchTry {
         match self.recv_batch_attempt(out, max, log) {
-            Attempt::Done(Some(n)) => Ok(n),
-            Attempt::Done(None) => Err(TryRecvError::Disconnected),
-            Attempt::Wait | Attempt::Busy => Err(TryRecvError::Empty),
+            Attempt::Done(Some(n)) => BatchTry::Took(n),
+            Attempt::Done(None) => BatchTry::Disconnected,
+            Attempt::Wait => BatchTry::Empty,
+            Attempt::Busy => BatchTry::Busy,
         }
     }
 

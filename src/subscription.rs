@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 
+use crate::chan::BatchTry;
 use crate::channel::{Receiver, Sender};
 use crate::envelope::Envelope;
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError, TrySendError};
@@ -238,13 +239,13 @@ impl Subscription {
         out: &mut Vec<Envelope>,
         max: usize,
         log: &mut Vec<(usize, usize)>,
-    ) -> Result<usize, TryRecvError> {
+    ) -> BatchTry {
         let start = out.len();
-        let n = self.receiver.chan.try_recv_batch_logged(out, max, log)?;
+        let took = self.receiver.chan.try_recv_batch_logged(out, max, log);
         for envelope in &out[start..] {
             self.queue().credits[envelope.priority().index()].release(1, 1);
         }
-        Ok(n)
+        took
     }
 
     /// Returns the credit of a received envelope (module docs).

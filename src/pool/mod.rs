@@ -462,6 +462,9 @@ struct Found<T> {
     job: Option<Job<T>>,
     /// Messages it took from the source (into queues or mailboxes).
     from_source: usize,
+    /// The source had nothing ready but a send still being written
+    /// ([`Take::Busy`]): look again soon, do not park.
+    source_busy: bool,
 }
 
 /// The state the workers share.
@@ -607,9 +610,10 @@ impl<T: Send + 'static> Inner<T> {
             return Found {
                 job: Some(job),
                 from_source: 0,
+                source_busy: false,
             };
         }
-        let (total, from_source) = self.refill(me);
+        let (total, from_source, source_busy) = self.refill(me);
         if total > 1 {
             // More than this worker can start now: let an idle one steal.
             self.idle.notify(1);
@@ -619,22 +623,25 @@ impl<T: Send + 'static> Inner<T> {
                 return Found {
                     job: Some(job),
                     from_source,
+                    source_busy,
                 };
             }
         }
         Found {
             job: self.steal(me),
             from_source,
+            source_busy,
         }
     }
 
     /// Fills the empty queue of worker `me`: due retries first, else a
     /// batch from the source. Returns (jobs taken, of which from the
-    /// source); the source's keyed messages may go to mailboxes instead.
-    fn refill(&self, me: usize) -> (usize, usize) {
+    /// source, whether the source's last answer was [`Take::Busy`]); the
+    /// source's keyed messages may go to mailboxes instead.
+    fn refill(&self, me: usize) -> (usize, usize, bool) {
         let retries = self.take_due(me);
         if retries > 0 || !self.intake_open() {
-            return (retries, 0);
+            return (retries, 0, false);
         }
         let (mut max, probe) = match &self.breaker {
             Some(breaker) => lock(breaker).admit(Instant::now()),
@@ -647,10 +654,14 @@ impl<T: Send + 'static> Inner<T> {
             .saturating_sub(self.parked.load(Ordering::Relaxed));
         max = max.min(self.batch).min(room);
         let mut taken = 0;
+        let mut busy = false;
         if max > 0 {
             if let Some(mut guard) = self.intake.try_enter() {
                 loop {
-                    taken += guard.with(|data| self.take_from_source(data, me, max - taken, probe));
+                    let (n, now_busy) =
+                        guard.with(|data| self.take_from_source(data, me, max - taken, probe));
+                    taken += n;
+                    busy = now_busy;
                     match guard.leave() {
                         Some(again) if taken < max => guard = again,
                         Some(full) => {
@@ -676,29 +687,31 @@ impl<T: Send + 'static> Inner<T> {
                 lock(breaker).unprobe();
             }
         }
-        (taken, taken)
+        (taken, taken, busy)
     }
 
     /// Takes up to `max` messages from the source into worker `me`'s queue
-    /// or their keys' mailboxes.
+    /// or their keys' mailboxes. Returns how many, and whether the source
+    /// answered [`Take::Busy`].
     fn take_from_source(
         &self,
         data: &mut IntakeData<T>,
         me: usize,
         max: usize,
         probe: bool,
-    ) -> usize {
+    ) -> (usize, bool) {
         data.items.clear();
         data.lanes.clear();
         let n = match self.source.take(&mut data.items, &mut data.lanes, max) {
             Take::Took(n) => n,
-            Take::Empty => return 0,
+            Take::Empty => return (0, false),
+            Take::Busy => return (0, true),
             Take::Closed => {
                 // A swap: see `stop`.
                 self.source_done.swap(1, Ordering::SeqCst);
                 // Idle workers: check whether the pool is finished.
                 self.idle.notify_all();
-                return 0;
+                return (0, false);
             }
         };
         // Counted before any of them can be settled, and before the intake
@@ -756,7 +769,7 @@ impl<T: Send + 'static> Inner<T> {
                 }
             }
         }
-        n
+        (n, false)
     }
 
     /// The ordering key of a message: the pool's key function, else what
@@ -859,8 +872,14 @@ impl<T: Send + 'static> Inner<T> {
             let mut found = self.find_work(me);
             // A look that took messages but found no job (they all went to
             // busy keys' mailboxes) must not park: the source may hold
-            // more. (It stops taking once the key backlog is full.)
-            if found.job.is_none() && found.from_source == 0 && !self.finished() {
+            // more. (It stops taking once the key backlog is full.) Nor one
+            // that found a send still being written: that sender may have
+            // read the waiter list before we registered (`Take::Busy`).
+            if found.job.is_none()
+                && found.from_source == 0
+                && !found.source_busy
+                && !self.finished()
+            {
                 crate::loom::park(self.wake_deadline());
                 // The look the wake-up was for.
                 self.check_deadline();
@@ -881,6 +900,10 @@ impl<T: Send + 'static> Inner<T> {
             }
             if found.job.is_some() {
                 return found.job;
+            }
+            if found.source_busy {
+                // A send is being written: give its thread the core.
+                crate::loom::yield_now();
             }
         }
     }
@@ -1521,7 +1544,7 @@ impl<T: Send + 'static> WorkerPool<T> {
                     Take::Took(_) => {}
                     Take::Closed => break,
                     // A send that got in before the close is finishing.
-                    Take::Empty => backoff.snooze(),
+                    Take::Empty | Take::Busy => backoff.snooze(),
                 }
             }
             let mut items = items.into_iter();

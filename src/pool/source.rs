@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::Tracker;
-use crate::error::TryRecvError;
+use crate::chan::BatchTry;
 use crate::wait::WaitList;
 use crate::{Envelope, Receiver, Subscription};
 
@@ -15,6 +15,9 @@ pub(crate) enum Take {
     Took(usize),
     /// Nothing is ready now.
     Empty,
+    /// Nothing is ready, but a send is still being written: a worker must
+    /// look again soon rather than park (see `BatchTry::Busy`).
+    Busy,
     /// The source is closed and empty: nothing will ever come.
     Closed,
 }
@@ -83,9 +86,10 @@ pub fn key_of(key: &str) -> u64 {
 impl<T: Send + 'static> Source<T> for Receiver<T> {
     fn take(&self, out: &mut Vec<T>, lanes: &mut Vec<(usize, usize)>, max: usize) -> Take {
         match self.chan.try_recv_batch_logged(out, max, lanes) {
-            Ok(n) => Take::Took(n),
-            Err(TryRecvError::Empty) => Take::Empty,
-            Err(TryRecvError::Disconnected) => Take::Closed,
+            BatchTry::Took(n) => Take::Took(n),
+            BatchTry::Empty => Take::Empty,
+            BatchTry::Busy => Take::Busy,
+            BatchTry::Disconnected => Take::Closed,
         }
     }
 
@@ -117,9 +121,10 @@ impl<T: Send + 'static> Source<T> for Receiver<T> {
 impl Source<Envelope> for Subscription {
     fn take(&self, out: &mut Vec<Envelope>, lanes: &mut Vec<(usize, usize)>, max: usize) -> Take {
         match self.try_take_logged(out, max, lanes) {
-            Ok(n) => Take::Took(n),
-            Err(TryRecvError::Empty) => Take::Empty,
-            Err(TryRecvError::Disconnected) => Take::Closed,
+            BatchTry::Took(n) => Take::Took(n),
+            BatchTry::Empty => Take::Empty,
+            BatchTry::Busy => Take::Busy,
+            BatchTry::Disconnected => Take::Closed,
         }
     }
 

@@ -1,4 +1,4 @@
-//! Regressions found by the `pool_ops` fuzz target.
+//! Regressions found by the `pool_ops` fuzz target, and by miri.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -207,4 +207,52 @@ fn an_idle_pool_does_not_time_out() {
         deadline: Instant::now(),
     });
     assert!(!report.timed_out);
+}
+
+/// A worker that looks while a send is still being written (its slot
+/// claimed, not yet written) must not park. That sender's wake-up may have
+/// read the waiter list before the worker registered (the look saw the
+/// claim, so the channel's handshake does not promise a wake-up), and then
+/// nothing wakes the worker until the next send. Here the write finishes
+/// with no wake-up at all, as it does when that race is lost. Found by
+/// miri (`worker_does_not_park_past_a_busy_key` stranded its message once,
+/// behind a batch send still being written); before the fix the worker
+/// parked and this test failed after its patience ran out.
+#[test]
+fn worker_does_not_park_on_a_send_still_being_written() {
+    use crate::Priority;
+    let (tx, rx) = crate::bounded::<u32>(8);
+    let chan = rx.chan.clone();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let handled = seen.clone();
+    let pool = WorkerPool::builder()
+        .workers(1)
+        .build(rx, move |d: &Delivery<u32>| {
+            handled.fetch_or(1 << *d.payload(), Ordering::SeqCst);
+            Outcome::Ack
+        });
+    const PATIENCE: Duration = Duration::from_secs(120);
+    let wait_for = |bit: u32| {
+        let start = Instant::now();
+        while seen.load(Ordering::SeqCst) & (1 << bit) == 0 && start.elapsed() < PATIENCE {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        seen.load(Ordering::SeqCst) & (1 << bit) != 0
+    };
+    // A send into the Normal lane, preempted after claiming its slot.
+    let normal = chan.lane_ring(Priority::Normal.index());
+    let pos = normal.claim_without_writing();
+    // Wake the worker with a message it can take; its next look finds
+    // nothing ready but the claimed slot.
+    tx.send_with(Priority::Low, 1).unwrap();
+    assert!(wait_for(1), "the Low message was not handled");
+    std::thread::sleep(Duration::from_millis(20));
+    // The preempted send finishes; its wake-up read the list too early.
+    normal.finish_write(pos, 2);
+    assert!(
+        wait_for(2),
+        "the message behind the unfinished write was stranded"
+    );
+    let report = pool.shutdown(Shutdown::Immediate);
+    assert!(report.is_consistent());
 }
