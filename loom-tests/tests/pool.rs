@@ -258,6 +258,51 @@ fn idle_worker_woken_by_send() {
     });
 }
 
+/// An idle worker and a send, with the sender kept open until the message
+/// is handled: only the send's wake-up (or the worker's own re-check) can
+/// get the worker to it. In [`idle_worker_woken_by_send`] the close that
+/// follows the send wakes the worker too, and hides a send that wakes
+/// nobody: with `try_send`'s `notify` removed, that model passes and this
+/// one reports a deadlock (checked). A worker that parks past the message
+/// leaves the model thread waiting for the handler's signal for ever.
+///
+/// Not reached here: the worker parking on a slot still being written
+/// (`Take::Busy`, fixed in `next_job`; the unit test
+/// `pool::tests::worker_does_not_park_on_a_send_still_being_written` acts
+/// it out). It needs the sender's load of the waiter list to pass its own
+/// earlier stamp store (a store buffer), and under loom that load is a
+/// read-modify-write (`handshake_load` in `src/loom.rs`), which orders
+/// the stamp before it: the model passes at 2 and 3 on the code before
+/// the fix too (checked).
+#[test]
+fn idle_worker_woken_by_send_kept_open() {
+    common::model_long("idle_worker_woken_by_send_kept_open", POOL_BRANCHES, || {
+        let (tx, rx) = lanebus::bounded::<u32>(2);
+        let (done_tx, done_rx) = lanebus::bounded::<u32>(1);
+        let log = Log::default();
+        let handler = {
+            let log = log.clone();
+            move |d: &Delivery<u32>| {
+                log.lock().unwrap().push(*d.payload());
+                done_tx.try_send(*d.payload()).unwrap();
+                Outcome::Ack
+            }
+        };
+        let pool = WorkerPool::builder()
+            .workers(1)
+            .batch_size(1)
+            .dead_letter_capacity(1)
+            .build(rx, handler);
+        tx.send(1).unwrap();
+        assert_eq!(done_rx.recv(), Ok(1));
+        drop(tx);
+        let report = pool.join();
+        assert!(report.is_consistent(), "{report:?}");
+        assert_eq!((report.taken, report.acked), (1, 1), "{report:?}");
+        assert_eq!(*log.lock().unwrap(), [1]);
+    });
+}
+
 /// An idle worker and the last sender dropped: the close wakes it, it
 /// finds the source closed and empty, and leaves.
 #[test]
