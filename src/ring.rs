@@ -70,6 +70,23 @@
 //! rounds did worse (7-13 each: 2p2c 0.93 → 0.46, SPSC 1.38 → 0.96);
 //! stamp first without the padding gained less near (2p2c 1.21 → 1.23,
 //! 4p4c 0.95 → 1.01).
+//!
+//! In a slot that starts a line, the value starts at 32 bytes rather than
+//! right after the stamp (at 8) wherever that takes no more lines
+//! ([`Layout::Lined32`]: a 256-byte message spans bytes 32-288 of its
+//! five lines instead of 8-264). Copied in 32-byte pieces (the vector
+//! `memcpy`), a value at 8 had every other store straddle two lines.
+//! One thread sending and receiving 256 B messages in bursts of 64: 30.2
+//! → 27.6-28.0 ns a message (kanal 22.9). Interleaved bench, 256 B rows,
+//! two runs of 20 alternations of 5 rounds against the value at 8 (the
+//! second with the order swapped), kernel-placed, M msg/s medians of
+//! all 100 rounds: SPSC 29.1 → 34.3 and 29.9 → 32.8, MPSC 30.1 → 31.6 and
+//! 30.0 → 31.5, 2p2c 26.9 → 27.9 and 26.3 → 27.0, 4p4c 26.1 → 26.8 and
+//! 25.7 → 26.5; all threads on one core (5 rounds, twice), SPSC 36.1-36.9
+//! → 38.7-39.5, 4p4c 31.3-32.8 → 35.1-35.9 (kanal 34-38). Stamps in an
+//! array of their own, which would let a 256-byte value take four lines,
+//! lost 20-30% on two cores: a line of eight stamps is then written by
+//! producer and consumer in turn for nearly every message.
 
 use core::mem::MaybeUninit;
 
@@ -77,70 +94,136 @@ use crate::backoff::Backoff;
 use crate::loom::{handshake_load, AtomicUsize, Ordering, UnsafeCell};
 use crate::pad::CachePadded;
 
-/// One slot: a stamp and room for one value. `repr(C)`, stamp first: in a
-/// slot of a cache line or more, the stamp shares the slot's first line,
-/// the one [`Ring::prefetch_ahead`] fetches and a consumer reads first.
+/// One slot: a stamp and room for one value (`V` is a [`Cell`], or one
+/// [`Aligned`] to 32 bytes). `repr(C)`, stamp first: in a slot of a cache
+/// line or more, the stamp shares the slot's first line, the one
+/// [`Ring::prefetch_ahead`] fetches and a consumer reads first.
 #[repr(C)]
-struct Slot<T> {
+struct Slot<V> {
     stamp: AtomicUsize,
-    value: UnsafeCell<MaybeUninit<T>>,
+    value: V,
 }
+
+/// Room for one value.
+type Cell<T> = UnsafeCell<MaybeUninit<T>>;
+
+/// The slot of [`Layout::Lined32`]: the value at 32 bytes.
+type Slot32<T> = Slot<Aligned<Cell<T>>>;
+
+/// A value that starts at a multiple of 32 bytes: in a slot that starts a
+/// line, 32-byte stores of it never straddle two lines. `repr(C)`: the
+/// content is at offset 0.
+#[repr(C, align(32))]
+struct Aligned<C>(C);
 
 /// A slot that starts on a cache line of its own. `repr(C)`: the slot is at
 /// offset 0, so a pointer to a `Lined` is a pointer to its slot.
 #[repr(C, align(64))]
 struct Lined<S>(S);
 
-/// The slot array (module docs, "Slot layout"). One of the two is empty,
-/// which one fixed by [`Ring::LARGE_SLOTS`], a constant: finding a slot
-/// takes no branch. (As an enum, whose variant was checked on every
-/// access, it made `send_batch`/`recv_batch` of `u64` move 176 M msg/s
-/// against 214 in the interleaved bench.)
+/// How a ring lays out its slots (module docs, "Slot layout").
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Layout {
+    /// Slots smaller than a cache line, back to back, the value right
+    /// after the stamp.
+    Packed,
+    /// Each slot from the start of a line, the value right after the
+    /// stamp (at 8 bytes).
+    Lined,
+    /// Each slot from the start of a line, the value at 32 bytes: where
+    /// that takes no more lines than [`Layout::Lined`].
+    Lined32,
+}
+
+/// A slot's stamp and value, wherever the layout keeps them.
+struct SlotRef<'a, T> {
+    stamp: &'a AtomicUsize,
+    value: &'a Cell<T>,
+}
+
+/// The slot array (module docs, "Slot layout"). Only the array of the
+/// ring's [`Layout`] is non-empty, which one fixed by [`Ring::LAYOUT`], a
+/// constant: finding a slot takes no branch. (As an enum, whose variant
+/// was checked on every access, it made `send_batch`/`recv_batch` of
+/// `u64` move 176 M msg/s against 214 in the interleaved bench.)
 struct Slots<T> {
-    /// Slots smaller than a cache line, back to back.
-    packed: Box<[Slot<T>]>,
-    /// Slots of a cache line or more, each from the start of a line.
-    lined: Box<[Lined<Slot<T>>]>,
+    /// [`Layout::Packed`].
+    packed: Box<[Slot<Cell<T>>]>,
+    /// [`Layout::Lined`].
+    lined: Box<[Lined<Slot<Cell<T>>>]>,
+    /// [`Layout::Lined32`].
+    lined32: Box<[Lined<Slot32<T>>]>,
 }
 
 impl<T> Slots<T> {
-    /// `cap` empty slots, the one at index `i` stamped `i`; lined if
-    /// [`Ring::LARGE_SLOTS`].
+    /// `cap` empty slots, the one at index `i` stamped `i`, laid out as
+    /// [`Ring::LAYOUT`] says.
     fn new(cap: usize) -> Self {
         let empty = |i| Slot {
             stamp: AtomicUsize::new(i),
             value: UnsafeCell::new(MaybeUninit::uninit()),
         };
-        if Ring::<T>::LARGE_SLOTS {
-            Self {
-                packed: Box::default(),
-                lined: (0..cap).map(|i| Lined(empty(i))).collect(),
-            }
-        } else {
-            Self {
-                packed: (0..cap).map(empty).collect(),
-                lined: Box::default(),
+        let mut slots = Self {
+            packed: Box::default(),
+            lined: Box::default(),
+            lined32: Box::default(),
+        };
+        match Ring::<T>::LAYOUT {
+            Layout::Packed => slots.packed = (0..cap).map(empty).collect(),
+            Layout::Lined => slots.lined = (0..cap).map(|i| Lined(empty(i))).collect(),
+            Layout::Lined32 => {
+                slots.lined32 = (0..cap)
+                    .map(|i| {
+                        Lined(Slot {
+                            stamp: AtomicUsize::new(i),
+                            value: Aligned(UnsafeCell::new(MaybeUninit::uninit())),
+                        })
+                    })
+                    .collect();
             }
         }
+        slots
     }
 
-    /// A pointer to the slot at `index`, in bounds if `index < cap`. Made
-    /// from a raw pointer to the array, not from `&slots[index]`: that would
-    /// first make a reference to the whole slice, which miri retags slot by
-    /// slot (the interior-mutable parts) on every access, making each
-    /// access cost in proportion to the capacity under miri.
+    /// Pointers to the stamp and the value of the slot at `index`, in
+    /// bounds if `index < cap`. Made from a raw pointer to the array, not
+    /// from `&slots[index]`: that would first make a reference to the
+    /// whole slice, which miri retags slot by slot (the interior-mutable
+    /// parts) on every access, making each access cost in proportion to
+    /// the capacity under miri.
     #[inline(always)]
-    fn at(&self, index: usize) -> *const Slot<T> {
-        if Ring::<T>::LARGE_SLOTS {
+    fn at(&self, index: usize) -> (*const AtomicUsize, *const Cell<T>) {
+        /// The stamp and value of the `Slot<V>` at `slot`.
+        #[inline(always)]
+        fn parts<V, T>(slot: *const Slot<V>) -> (*const AtomicUsize, *const Cell<T>) {
+            (
+                // `Slot` is `repr(C)`: the stamp is at offset 0.
+                slot.cast::<AtomicUsize>(),
+                // `Aligned` is `repr(C)`: its cell is at offset 0.
+                slot.cast::<u8>()
+                    .wrapping_add(core::mem::offset_of!(Slot<V>, value))
+                    .cast::<Cell<T>>(),
+            )
+        }
+        match Ring::<T>::LAYOUT {
+            Layout::Packed => parts::<Cell<T>, T>(
+                (&raw const *self.packed)
+                    .cast::<Slot<Cell<T>>>()
+                    .wrapping_add(index),
+            ),
             // `Lined` is `repr(C)`: its slot is at offset 0.
-            (&raw const *self.lined)
-                .cast::<Lined<Slot<T>>>()
-                .wrapping_add(index)
-                .cast::<Slot<T>>()
-        } else {
-            (&raw const *self.packed)
-                .cast::<Slot<T>>()
-                .wrapping_add(index)
+            Layout::Lined => parts::<Cell<T>, T>(
+                (&raw const *self.lined)
+                    .cast::<Lined<Slot<Cell<T>>>>()
+                    .wrapping_add(index)
+                    .cast::<Slot<Cell<T>>>(),
+            ),
+            Layout::Lined32 => parts::<Aligned<Cell<T>>, T>(
+                (&raw const *self.lined32)
+                    .cast::<Lined<Slot32<T>>>()
+                    .wrapping_add(index)
+                    .cast::<Slot32<T>>(),
+            ),
         }
     }
 }
@@ -277,14 +360,20 @@ impl<T> Ring<T> {
     }
 
     #[inline(always)]
-    fn slot(&self, pos: usize) -> &Slot<T> {
+    fn slot(&self, pos: usize) -> SlotRef<'_, T> {
         let index = pos & (self.mark_bit - 1);
         debug_assert!(index < self.cap);
+        let (stamp, value) = self.slots.at(index);
         // SAFETY: `index` is the index part of a position, always `< cap`
-        // (positions are built by `next`, which wraps at `cap`), so the
-        // pointer points to a slot of the live array `slots` owns, and
-        // only shared references to a slot are ever made.
-        unsafe { &*self.slots.at(index) }
+        // (positions are built by `next`, which wraps at `cap`), so both
+        // pointers point into a slot of the live array `slots` owns, and
+        // only shared references to a slot's parts are ever made.
+        unsafe {
+            SlotRef {
+                stamp: &*stamp,
+                value: &*value,
+            }
+        }
     }
 
     /// Pushes `value`, or hands it back if the ring is full or closed.
@@ -383,7 +472,7 @@ impl<T> Ring<T> {
         }
         // A hint only: it reads nothing the program sees, and is not a
         // memory access in the language's sense.
-        prefetch(self.slots.at(index));
+        prefetch(self.slots.at(index).0);
     }
 
     /// One pop attempt that gives up at the first obstacle: `Some` if the
@@ -694,7 +783,16 @@ impl<T> Ring<T> {
     /// Whether this ring's slots are a cache line or more (see
     /// [`PREFETCH_MIN_SLOT`]): where a consumer that reads right behind the
     /// producer trades several lines with it per message.
-    pub(crate) const LARGE_SLOTS: bool = size_of::<Slot<T>>() >= PREFETCH_MIN_SLOT;
+    pub(crate) const LARGE_SLOTS: bool = size_of::<Slot<Cell<T>>>() >= PREFETCH_MIN_SLOT;
+
+    /// How this ring lays out its slots (module docs, "Slot layout").
+    const LAYOUT: Layout = if !Self::LARGE_SLOTS {
+        Layout::Packed
+    } else if size_of::<Lined<Slot32<T>>>() == size_of::<Lined<Slot<Cell<T>>>>() {
+        Layout::Lined32
+    } else {
+        Layout::Lined
+    };
 
     /// The position `k` (`< cap`) after `pos`, as `k` calls of `next`
     /// would build it.
@@ -876,7 +974,7 @@ mod tests {
     #[test]
     fn prefetching_ring_keeps_order_across_laps() {
         type Big = [u64; 8];
-        assert!(size_of::<Slot<Big>>() >= PREFETCH_MIN_SLOT);
+        assert!(size_of::<Slot<Cell<Big>>>() >= PREFETCH_MIN_SLOT);
         let cap = 2 * PREFETCH_AHEAD + 3;
         let r = Ring::<Big>::new(cap);
         let (mut sent, mut got) = (0u64, 0u64);
@@ -905,41 +1003,63 @@ mod tests {
         assert!(matches!(r.try_pop(true), Pop::Empty));
     }
 
-    /// Slots of a cache line or more start lines of their own (module docs,
-    /// "Slot layout"); smaller ones are packed back to back.
+    /// Slots of a cache line or more start lines of their own, their value
+    /// at 32 bytes where that takes no more lines than at 8; smaller ones
+    /// are packed back to back (module docs, "Slot layout"). Checks each
+    /// layout's stride, where the value starts in its slot, and that
+    /// slots of a line or more start lines.
     #[test]
-    fn large_slots_start_cache_lines() {
-        fn stride_and_start<T>(r: &Ring<T>) -> (usize, usize) {
-            let at = |i: usize| r.slot(i) as *const Slot<T> as usize;
+    fn slot_layouts() {
+        /// (layout, stride, the value's offset from the stamp).
+        fn shape<T>(r: &Ring<T>) -> (Layout, usize, usize) {
+            let stamp = |i: usize| r.slot(i).stamp as *const AtomicUsize as usize;
+            let value = |i: usize| r.slot(i).value as *const Cell<T> as usize;
             for i in 1..r.capacity() {
-                assert_eq!(at(i) - at(i - 1), at(1) - at(0), "slot {i}");
+                assert_eq!(stamp(i) - stamp(i - 1), stamp(1) - stamp(0), "slot {i}");
+                if Ring::<T>::LARGE_SLOTS {
+                    assert_eq!(stamp(i) % 64, 0, "slot {i} starts a line");
+                }
             }
-            (at(1) - at(0), at(0) % 64)
+            (Ring::<T>::LAYOUT, stamp(1) - stamp(0), value(0) - stamp(0))
         }
-        assert_eq!(stride_and_start(&Ring::<[u8; 256]>::new(5)), (320, 0));
-        // Exactly one line with the stamp: lined, without padding.
-        assert_eq!(stride_and_start(&Ring::<[u8; 56]>::new(5)), (64, 0));
-        assert_eq!(stride_and_start(&Ring::<[u8; 57]>::new(5)).0, 128);
-        assert_eq!(stride_and_start(&Ring::<u64>::new(5)).0, 16);
-        assert_eq!(stride_and_start(&Ring::<[u8; 40]>::new(5)).0, 48);
+        // 264 and 288 bytes both take five lines: the value at 32.
+        assert_eq!(
+            shape(&Ring::<[u8; 256]>::new(5)),
+            (Layout::Lined32, 320, 32)
+        );
+        assert_eq!(shape(&Ring::<[u64; 8]>::new(5)), (Layout::Lined32, 128, 32));
+        // 64 bytes with the stamp at 8, 88 at 32: the value stays at 8.
+        assert_eq!(shape(&Ring::<[u8; 56]>::new(5)), (Layout::Lined, 64, 8));
+        assert_eq!(shape(&Ring::<[u8; 57]>::new(5)), (Layout::Lined32, 128, 32));
+        assert_eq!(shape(&Ring::<[u8; 96]>::new(5)), (Layout::Lined32, 128, 32));
+        // 108 bytes at 8 fit in two lines, 132 at 32 do not.
+        assert_eq!(shape(&Ring::<[u8; 100]>::new(5)), (Layout::Lined, 128, 8));
+        // Smaller: packed.
+        assert_eq!(shape(&Ring::<u64>::new(5)), (Layout::Packed, 16, 8));
+        assert_eq!(shape(&Ring::<[u8; 40]>::new(5)), (Layout::Packed, 48, 8));
     }
 
     /// A ring of lined slots drops exactly the values still queued, across
-    /// the wrap of the index.
+    /// the wrap of the index, with the value at 8 and at 32 bytes.
     #[test]
     fn lined_ring_drops_queued_values_once() {
-        let token = std::sync::Arc::new(());
-        let r = Ring::<(std::sync::Arc<()>, [u8; 100])>::new(3);
-        for _ in 0..2 {
-            assert!(r.push((token.clone(), [0; 100])).is_ok());
+        fn check<const N: usize>(layout: Layout) {
+            assert_eq!(Ring::<(std::sync::Arc<()>, [u8; N])>::LAYOUT, layout);
+            let token = std::sync::Arc::new(());
+            let r = Ring::<(std::sync::Arc<()>, [u8; N])>::new(3);
+            for _ in 0..2 {
+                assert!(r.push((token.clone(), [0; N])).is_ok());
+            }
+            assert!(matches!(r.try_pop(true), Pop::Item(_)));
+            for _ in 0..2 {
+                assert!(r.push((token.clone(), [0; N])).is_ok());
+            }
+            assert_eq!(std::sync::Arc::strong_count(&token), 4);
+            drop(r);
+            assert_eq!(std::sync::Arc::strong_count(&token), 1);
         }
-        assert!(matches!(r.try_pop(true), Pop::Item(_)));
-        for _ in 0..2 {
-            assert!(r.push((token.clone(), [0; 100])).is_ok());
-        }
-        assert_eq!(std::sync::Arc::strong_count(&token), 4);
-        drop(r);
-        assert_eq!(std::sync::Arc::strong_count(&token), 1);
+        check::<100>(Layout::Lined);
+        check::<80>(Layout::Lined32);
     }
 
     /// `front_ready_hint` says yes for a written front slot, and for a
