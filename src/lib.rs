@@ -100,6 +100,12 @@ pub fn loom_expire_deadlines() {
     crate::loom::expire_deadlines();
 }
 
+/// The waiter list, for the loom models of its contract in `loom-tests/`.
+/// Only built with `--cfg loom`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub use wait::loom_api as loom_wait;
+
 /// The examples of README.md, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -382,6 +382,59 @@ impl WaitList {
     }
 }
 
+/// The waiter list as `loom-tests/` sees it, so that a model can check the
+/// list's own contract (a wake-up is never lost, and a waiter that gives
+/// up holding one passes it on) with a condition of its own making,
+/// rather than only through a channel. Only built with `--cfg loom`.
+#[cfg(loom)]
+pub mod loom_api {
+    use super::Attempt as Step;
+
+    /// One step of a wait (the crate's `Attempt`).
+    #[derive(Debug)]
+    pub enum Attempt<R> {
+        /// The condition held: return `R`.
+        Done(R),
+        /// Not yet: register and park.
+        Wait,
+        /// Another thread is half-way through a step: retry without
+        /// parking.
+        Busy,
+    }
+
+    /// A waiter list (the crate's `WaitList`).
+    #[derive(Debug)]
+    pub struct WaitList(super::WaitList);
+
+    impl Default for WaitList {
+        fn default() -> Self {
+            Self(super::WaitList::new())
+        }
+    }
+
+    impl WaitList {
+        /// Wakes up to `n` waiters, oldest first.
+        pub fn notify(&self, n: usize) {
+            self.0.notify(n);
+        }
+
+        /// Runs `attempt` until it is `Done`, parking on the list in
+        /// between: `Some` of what it returned; with `timed`, `None` if
+        /// it gave up (once `loom_expire_deadlines` has run).
+        pub fn block<R>(&self, timed: bool, mut attempt: impl FnMut() -> Attempt<R>) -> Option<R> {
+            // Any instant: under loom only the switch ends a wait.
+            let deadline = timed.then(std::time::Instant::now);
+            self.0
+                .block(deadline, || match attempt() {
+                    Attempt::Done(r) => Step::Done(r),
+                    Attempt::Wait => Step::Wait,
+                    Attempt::Busy => Step::Busy,
+                })
+                .ok()
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -12,20 +12,27 @@
 //! had never run (a receive takes nothing, a send hands its value back),
 //! and one that does not time out does exactly what the untimed call does.
 //!
-//! Not modelled: a timed waiter that times out holding a wake-up passes it
-//! on (`WaitList::block_after`). That needs an untimed waiter beside it and
-//! a send still being written, and two threads that spin-wait on a third
-//! send loom round an endless loop of free switches between them (loom
-//! counts no preemption when a thread that yielded is left). A model with
-//! a timed and an untimed receiver and one send passed at one preemption,
-//! but did not reach that code (it passed with the pass-on removed). The
-//! unit test `wait::tests::a_timed_out_waiter_passes_on_a_wake_up_it_holds`
-//! checks it on real threads.
+//! A timed waiter that times out holding a wake-up passes it on
+//! (`WaitList::block_after`): modelled on the waiter list itself
+//! ([`timed_out_waiter_passes_on_a_wake_up_it_holds`]), with a condition of
+//! the model's own. Through a channel it needs an untimed waiter beside it
+//! and a send still being written, and two threads that spin-wait on a
+//! third send loom round an endless loop of free switches between them
+//! (loom counts no preemption when a thread that yielded is left); a
+//! channel model with a timed and an untimed receiver and one send passed
+//! at one preemption but did not reach that code (it passed with the
+//! pass-on removed). The unit test
+//! `wait::tests::a_timed_out_waiter_passes_on_a_wake_up_it_holds` checks
+//! it on real threads too.
 
 mod common;
 
 use std::time::Duration;
 
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use loom::sync::Arc;
+
+use lanebus::loom_wait::{Attempt, WaitList};
 use lanebus::{RecvTimeoutError, SendTimeoutError, TryRecvError};
 use loom::thread;
 
@@ -120,5 +127,83 @@ fn timed_recv_races_a_close_and_its_deadline() {
             "nothing else was sent: {second:?}"
         );
         assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    });
+}
+
+/// Takes one of `items` if there is one.
+fn take(items: &AtomicUsize) -> bool {
+    let mut n = items.load(Ordering::SeqCst);
+    while n > 0 {
+        match items.compare_exchange(n, n - 1, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return true,
+            Err(now) => n = now,
+        }
+    }
+    false
+}
+
+/// The waiter list's pass-on. A notifier makes one item and wakes one
+/// waiter while a step of its own is still under way (`busy`, as a
+/// producer writing the front slot with a finished message behind it). A
+/// timed waiter sees `Busy` while `busy` is set; an untimed one waits for
+/// an item. If the notifier picks the timed waiter and its deadline passes
+/// while it sees only `Busy`, it must pass the wake-up on: the notifier
+/// wakes no one else, so otherwise the untimed waiter stays parked with
+/// the item there (loom reports the deadlock). Whatever happens, the item
+/// is taken exactly once. (Checked: with the `notify(1)` of that branch of
+/// `block_after` removed, loom reports the deadlock.)
+#[test]
+fn timed_out_waiter_passes_on_a_wake_up_it_holds() {
+    common::model("timed_out_waiter_passes_on_a_wake_up_it_holds", || {
+        let list = Arc::new(WaitList::default());
+        let busy = Arc::new(AtomicBool::new(false));
+        let items = Arc::new(AtomicUsize::new(0));
+        let timed = {
+            let (list, busy, items) = (list.clone(), busy.clone(), items.clone());
+            thread::spawn(move || {
+                list.block(true, || {
+                    if busy.load(Ordering::SeqCst) {
+                        Attempt::Busy
+                    } else if take(&items) {
+                        Attempt::Done(())
+                    } else {
+                        Attempt::Wait
+                    }
+                })
+            })
+        };
+        let untimed = {
+            let (list, items) = (list.clone(), items.clone());
+            thread::spawn(move || {
+                list.block(false, || {
+                    if take(&items) {
+                        Attempt::Done(())
+                    } else {
+                        Attempt::Wait
+                    }
+                })
+            })
+        };
+        let notifier = {
+            let (list, busy, items) = (list.clone(), busy.clone(), items.clone());
+            thread::spawn(move || {
+                busy.store(true, Ordering::SeqCst);
+                // The change the waiters wait for: a SeqCst RMW, then the
+                // notify's handshake load (as a ring's `tail` CAS).
+                items.fetch_add(1, Ordering::SeqCst);
+                list.notify(1);
+                busy.store(false, Ordering::SeqCst);
+            })
+        };
+        lanebus::loom_expire_deadlines();
+        let timed_got = timed.join().unwrap();
+        notifier.join().unwrap();
+        if timed_got.is_some() {
+            // The timed waiter took the item: make one for the other.
+            items.fetch_add(1, Ordering::SeqCst);
+            list.notify(1);
+        }
+        assert_eq!(untimed.join().unwrap(), Some(()));
+        assert_eq!(items.load(Ordering::SeqCst), 0, "every item taken once");
     });
 }
