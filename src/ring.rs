@@ -85,8 +85,9 @@
 //! 25.7 → 26.5; all threads on one core (5 rounds, twice), SPSC 36.1-36.9
 //! → 38.7-39.5, 4p4c 31.3-32.8 → 35.1-35.9 (kanal 34-38). Stamps in an
 //! array of their own, which would let a 256-byte value take four lines,
-//! lost 20-30% on two cores: a line of eight stamps is then written by
-//! producer and consumer in turn for nearly every message.
+//! lost 20-30% on two cores, both with eight neighbouring stamps to a
+//! line and with neighbouring stamps on different lines
+//! (`benches/HISTORY.md`); why is not established.
 
 use core::mem::MaybeUninit;
 
