@@ -331,6 +331,19 @@ impl<T> Chan<T> {
         }
     }
 
+    /// [`Chan::try_send`]'s first attempt alone, small enough to inline:
+    /// one [`Ring::try_push_once`] into `lane`, waking a receiver on
+    /// success. The value back says nothing about the channel (the caller
+    /// then takes the full path); a send done here is what `try_send`
+    /// would have done, with the same atomic operations.
+    #[inline(always)]
+    pub(crate) fn try_send_once(&self, lane: usize, value: T) -> Result<(), T> {
+        self.lanes[lane].try_push_once(value)?;
+        self.mark_ready(lane);
+        self.recv_waiters.notify(1);
+        Ok(())
+    }
+
     /// Sets `lane`'s bit in `ready` unless it is set already; called after
     /// a push into `lane` succeeded (module docs, "The ready mask").
     #[inline(always)]

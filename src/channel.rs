@@ -277,6 +277,12 @@ impl<T> Sender<T> {
     ///
     /// [`SendError`] with the value if the channel is closed.
     pub fn send_with(&self, priority: Priority, value: T) -> Result<(), SendError<T>> {
+        // One inlined attempt first: when the lane has room, the value goes
+        // straight from the caller into its slot (`Chan::try_send_once`).
+        let value = match self.chan.try_send_once(priority.index(), value) {
+            Ok(()) => return Ok(()),
+            Err(value) => value,
+        };
         self.chan
             .send(priority.index(), value, None)
             .map_err(|e| SendError(e.into_inner()))

@@ -476,6 +476,40 @@ impl<T> Ring<T> {
         prefetch(self.slots.at(index).0);
     }
 
+    /// One push attempt that gives up at the first obstacle: `Ok` if the
+    /// slot at `tail` was free and this thread won it in one CAS, the value
+    /// back otherwise (full, closed, another producer's claim under way or
+    /// won first: the caller falls back to [`Ring::push`]). A failed
+    /// attempt changes nothing. Small enough to inline into a sender, so
+    /// that a send that finds room makes no call but the copy.
+    #[inline(always)]
+    pub(crate) fn try_push_once(&self, value: T) -> Result<(), T> {
+        let tail = self.tail.load(Ordering::Relaxed);
+        let slot = self.slot(tail);
+        // Acquire: as in `push`. A closed ring's `tail` carries the mark,
+        // which no stamp has: a closed ring always fails here.
+        if slot.stamp.load(Ordering::Acquire) != tail {
+            return Err(value);
+        }
+        // SeqCst: as in `push` (the publish half of the handshake with a
+        // parking receiver). Strong: an `Err` then means another producer
+        // got there, never a spurious failure.
+        if self
+            .tail
+            .compare_exchange(tail, self.next(tail), Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(value);
+        }
+        // SAFETY: as in `push`: we won the CAS for position `tail` and the
+        // slot is empty (stamp == tail), so this thread alone writes it
+        // until it stores the stamp.
+        slot.value.with_mut(|p| unsafe { (*p).write(value) });
+        // Release: pairs with the Acquire stamp load in pop.
+        slot.stamp.store(tail + 1, Ordering::Release);
+        Ok(())
+    }
+
     /// One pop attempt that gives up at the first obstacle: `Some` if the
     /// front slot was readable and this thread won it in one CAS, `None`
     /// otherwise (empty, being written, a lost race: the caller falls back
@@ -967,6 +1001,45 @@ mod tests {
         assert!(!ring.filled_hint(head, 5));
         assert!(ring.push(14).is_ok());
         assert!(ring.filled_hint(head, 5));
+    }
+
+    /// `try_push_once` pushes where `push` would, through the wrap of the
+    /// index, and at every obstacle hands the value back and changes
+    /// nothing: a full ring, a slot whose previous lap is still being
+    /// read, one claimed by a producer still writing it, a closed ring.
+    #[test]
+    fn try_push_once_gives_up_without_a_change() {
+        let ring = Ring::<String>::new(2);
+        for lap in 0..3 {
+            for i in 0..2 {
+                assert!(ring.try_push_once(format!("{lap}.{i}")).is_ok());
+            }
+            assert_eq!(ring.try_push_once("full".into()), Err("full".into()));
+            // The consumer claimed the front slot but has not read it.
+            let pos = ring.claim_without_reading();
+            assert_eq!(ring.try_push_once("read".into()), Err("read".into()));
+            assert_eq!(ring.finish_read(pos), format!("{lap}.0"));
+            match ring.try_pop(true) {
+                Pop::Item(v) => assert_eq!(v, format!("{lap}.1")),
+                _ => panic!("lap {lap}: the second value is queued"),
+            }
+        }
+        // A producer claimed the next slot but has not written it: a push
+        // goes to the slot after it; then the ring is full, its front
+        // slot (the one the push comes round to) still being written.
+        let pos = ring.claim_without_writing();
+        assert!(ring.try_push_once("next".into()).is_ok(), "the other slot");
+        assert_eq!(ring.try_push_once("full".into()), Err("full".into()));
+        ring.finish_write(pos, "claimed".into());
+        for want in ["claimed", "next"] {
+            match ring.try_pop(true) {
+                Pop::Item(v) => assert_eq!(v, want),
+                _ => panic!("{want} is queued"),
+            }
+        }
+        assert!(ring.close());
+        assert_eq!(ring.try_push_once("closed".into()), Err("closed".into()));
+        assert!(matches!(ring.try_pop(true), Pop::Empty));
     }
 
     /// Large slots on a ring long enough to prefetch: values come out in
