@@ -215,6 +215,11 @@ fn send_timeout() {
         tx.send_timeout_with(Priority::Low, 6, Duration::MAX),
         Ok(())
     );
+    // A lane with room takes the value whatever the timeout.
+    assert_eq!(
+        tx.send_timeout_with(Priority::Urgent, 8, Duration::ZERO),
+        Ok(())
+    );
     drop(rx);
     let err = tx.send_timeout(7, ms(10)).unwrap_err();
     assert!(err.is_disconnected());
