@@ -472,16 +472,6 @@ impl<T> Chan<T> {
         sticky: bool,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), T>> {
-        // Not registered: the one-shot push is the first attempt of
-        // `WaitList::poll`, as in `poll_recv`. (A registered future must
-        // cancel its entry when it succeeds, so it takes the full path.)
-        if wait.is_none() {
-            let value = slot.take().expect("poll_send without a value");
-            match self.try_send_once(lane, value) {
-                Ok(()) => return Poll::Ready(Ok(())),
-                Err(value) => *slot = Some(value),
-            }
-        }
         self.send_waiters[lane].poll(wait, sticky, cx, || self.send_attempt(lane, slot))
     }
 
