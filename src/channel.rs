@@ -279,9 +279,8 @@ impl<T> Sender<T> {
     pub fn send_with(&self, priority: Priority, value: T) -> Result<(), SendError<T>> {
         // One inlined attempt first: when the lane has room, the value goes
         // straight from the caller into its slot (`Chan::try_send_once`).
-        let value = match self.chan.try_send_once(priority.index(), value) {
-            Ok(()) => return Ok(()),
-            Err(value) => value,
+        let Err(value) = self.chan.try_send_once(priority.index(), value) else {
+            return Ok(());
         };
         self.chan
             .send(priority.index(), value, None)
@@ -337,9 +336,8 @@ impl<T> Sender<T> {
     ) -> Result<(), SendTimeoutError<T>> {
         // Before reading the clock: a lane with room needs no deadline
         // (one thread into an empty lane: 30.7 → 5.3 ns a send).
-        let value = match self.chan.try_send_once(priority.index(), value) {
-            Ok(()) => return Ok(()),
-            Err(value) => value,
+        let Err(value) = self.chan.try_send_once(priority.index(), value) else {
+            return Ok(());
         };
         self.chan
             .send(priority.index(), value, Instant::now().checked_add(timeout))
@@ -357,9 +355,9 @@ impl<T> Sender<T> {
         value: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        let value = match self.chan.try_send_once(priority.index(), value) {
-            Ok(()) => return Ok(()),
-            Err(value) => value,
+        // One inlined attempt first, as in `send_with`.
+        let Err(value) = self.chan.try_send_once(priority.index(), value) else {
+            return Ok(());
         };
         self.chan.send(priority.index(), value, deadline)
     }
